@@ -10,29 +10,29 @@
 
 #define CF_ERRMSG_SIZE 256
 
-#define CF_ERR_TABLE(X)                                                  \
-    X(CF_OK, "ok")                                                       \
-    X(CF_ENOMEM, "out of memory")                                        \
-    X(CF_EINVAL, "invalid argument")                                     \
-    X(CF_EMALFORMED, "malformed input")                                  \
-    X(CF_ETOOBIG, "too big")                                             \
-    X(CF_ENOTFOUND, "not found")                                         \
-    X(CF_EEXIST, "already exists")                                       \
-    X(CF_ECONFLICT, "condition failed")                                  \
-    X(CF_EIO, "I/O error")                                               \
-    X(CF_ECRYPTO, "crypto failure")                                      \
-    X(CF_EAUTH, "authentication failed")                                 \
-    X(CF_EDENIED, "permission denied")                                   \
-    X(CF_ESEALED, "Vault is sealed")                                     \
-    X(CF_ENOTINIT, "Vault is not initialized")                           \
-    X(CF_ENOTLEADER, "not the raft leader")                              \
-    X(CF_ECANCELED, "canceled")                                          \
-    X(CF_EBUSY, "busy")                                                  \
-    X(CF_ETIMEDOUT, "timed out")                                         \
-    X(CF_EUNSUPPORTED, "unsupported")                                    \
-    X(CF_ECORRUPT, "corrupt data")                                       \
-    X(CF_EVERSION, "unknown format version")                             \
-    X(CF_ESHUTDOWN, "shutting down")                                     \
+#define CF_ERR_TABLE(X)                        \
+    X(CF_OK, "ok")                             \
+    X(CF_ENOMEM, "out of memory")              \
+    X(CF_EINVAL, "invalid argument")           \
+    X(CF_EMALFORMED, "malformed input")        \
+    X(CF_ETOOBIG, "too big")                   \
+    X(CF_ENOTFOUND, "not found")               \
+    X(CF_EEXIST, "already exists")             \
+    X(CF_ECONFLICT, "condition failed")        \
+    X(CF_EIO, "I/O error")                     \
+    X(CF_ECRYPTO, "crypto failure")            \
+    X(CF_EAUTH, "authentication failed")       \
+    X(CF_EDENIED, "permission denied")         \
+    X(CF_ESEALED, "Vault is sealed")           \
+    X(CF_ENOTINIT, "Vault is not initialized") \
+    X(CF_ENOTLEADER, "not the raft leader")    \
+    X(CF_ECANCELED, "canceled")                \
+    X(CF_EBUSY, "busy")                        \
+    X(CF_ETIMEDOUT, "timed out")               \
+    X(CF_EUNSUPPORTED, "unsupported")          \
+    X(CF_ECORRUPT, "corrupt data")             \
+    X(CF_EVERSION, "unknown format version")   \
+    X(CF_ESHUTDOWN, "shutting down")           \
     X(CF_EINTERNAL, "internal error")
 
 enum cf_err {

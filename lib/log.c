@@ -15,11 +15,12 @@ static const char *const names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "
 
 bool cf_log_level_parse(const char *s, enum cf_log_level *out)
 {
-    static const struct {
+    static const struct
+    {
         const char *name;
         enum cf_log_level level;
     } table[] = {
-        {"trace", CF_LOG_TRACE}, {"debug", CF_LOG_DEBUG}, {"info", CF_LOG_INFO},
+        {"trace", CF_LOG_TRACE}, {"debug", CF_LOG_DEBUG},  {"info", CF_LOG_INFO},
         {"warn", CF_LOG_WARN},   {"warning", CF_LOG_WARN}, {"error", CF_LOG_ERROR},
         {"err", CF_LOG_ERROR},   {"off", CF_LOG_OFF},
     };
@@ -50,9 +51,9 @@ void cf_log_write(enum cf_log_level level, const char *module, const char *fmt, 
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s %s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, names[level < CF_LOG_OFF ? level : CF_LOG_OFF],
-                     module, node_id[0] ? node_id : "-");
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, names[level < CF_LOG_OFF ? level : CF_LOG_OFF], module,
+                     node_id[0] ? node_id : "-");
     if (n < 0) {
         return;
     }

@@ -33,11 +33,11 @@ void cf_log_write(enum cf_log_level level, const char *module, const char *fmt, 
 #define CF_LOG_MODULE "coffer"
 #endif
 
-#define CF_LOG(level, ...)                                         \
-    do {                                                           \
-        if ((level) >= cf_log_threshold) {                         \
-            cf_log_write((level), CF_LOG_MODULE, __VA_ARGS__);     \
-        }                                                          \
+#define CF_LOG(level, ...)                                     \
+    do {                                                       \
+        if ((level) >= cf_log_threshold) {                     \
+            cf_log_write((level), CF_LOG_MODULE, __VA_ARGS__); \
+        }                                                      \
     } while (0)
 
 #endif

@@ -23,10 +23,13 @@ char *cf_strndup(const char *s, size_t n);
 /* Copies n bytes; NULL on OOM (or n == 0 and the allocator returned NULL). */
 void *cf_memdup(const void *p, size_t n);
 
-#define CF_FREE(p)       \
-    do {                 \
-        cf_free(p);      \
-        (p) = NULL;      \
+/* The struct that embeds member `member` at address ptr (rule A1). */
+#define CF_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define CF_FREE(p)  \
+    do {            \
+        cf_free(p); \
+        (p) = NULL; \
     } while (0)
 
 /* Test hook: make the Nth allocation from now fail (1 = the next one); 0 disables. */

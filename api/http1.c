@@ -248,12 +248,29 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
+/* RFC 9110 tchar: llhttp's loose mode lets some non-token bytes (spaces) through. */
+static bool is_tchar(unsigned char ch)
+{
+    if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) {
+        return true;
+    }
+    return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     struct api_h1_decoder *d = dec_of(p);
     int rv = dec_count_header(d, n);
-    if (rv != 0 || d->headers_done) {
-        return rv; /* trailers are counted, not kept */
+    if (rv != 0) {
+        return rv;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!is_tchar((unsigned char)at[i])) {
+            return dec_fail(d, CF_EMALFORMED, 400, "malformed request");
+        }
+    }
+    if (d->headers_done) {
+        return 0; /* trailers are checked and counted, not kept */
     }
     if (api__reqb_name(&d->hdrs, at, n) != CF_OK) {
         return dec_fail(d, CF_ENOMEM, 500, "out of memory");

@@ -234,7 +234,7 @@ static int connect_to(int port)
         close(fd);
         return -1;
     }
-    struct timeval tv = {.tv_sec = 5};
+    struct timeval tv = {.tv_sec = 10};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     return fd;
 }
@@ -875,6 +875,74 @@ static void test_h2c_limits(void **state)
     run(&f, client_h2c_limits);
 }
 
+static void client_h2_drain(struct fx *f)
+{
+    struct h2c h = {.fd = connect_to(f->port)};
+    CHECK(f, h.fd >= 0);
+    nghttp2_session *s = h2c_new(&h);
+    h2c_request(s, &h, "GET", "/hold");
+    bool ok = nghttp2_session_send(s) == 0;
+    for (int i = 0; ok && i < 500 && atomic_load(&f->held_count) < 1; i++) {
+        usleep(2000);
+    }
+    post(f, CMD_CLOSE_LISTENER);
+    usleep(50000);
+    post(f, CMD_RESPOND_HELD);
+    ok = ok && h2c_wait(s, &h, 0);
+    /* After GOAWAY and the last stream, the server closes the connection. */
+    uint8_t buf[1024];
+    ssize_t n = 1;
+    while (ok && n > 0) {
+        n = recv(h.fd, buf, sizeof(buf), 0);
+        if (n > 0 && nghttp2_session_mem_recv(s, buf, (size_t)n) < 0) {
+            ok = false;
+        }
+    }
+    nghttp2_session_del(s);
+    close(h.fd);
+    CHECK(f, ok);
+    CHECK(f, n == 0);
+    CHECK(f, h.status[0] == 200);
+    CHECK(f, strcmp(h.body[0], "GET /hold ") == 0);
+}
+
+static void test_h2_drain(void **state)
+{
+    (void)state;
+    struct fx f;
+    plain_cfg(&f);
+    run(&f, client_h2_drain);
+}
+
+static void client_grace_expiry(struct fx *f)
+{
+    int fd = connect_to(f->port);
+    CHECK(f, fd >= 0);
+    CHECK(f, send_str(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+    for (int i = 0; i < 500 && atomic_load(&f->held_count) < 1; i++) {
+        usleep(2000);
+    }
+    CHECK(f, atomic_load(&f->held_count) == 1);
+    post(f, CMD_CLOSE_LISTENER);
+    /* The handler never answers: the connection is closed when the grace period ends, and
+     * the listener is released; the late answer (at CMD_DONE) only frees the exchange. */
+    struct reader r = {.fd = fd};
+    CHECK(f, at_eof(&r));
+    close(fd);
+    for (int i = 0; i < 500 && atomic_load(&f->closed) == 0; i++) {
+        usleep(2000);
+    }
+    CHECK(f, atomic_load(&f->closed) == 1);
+}
+
+static void test_grace_expiry(void **state)
+{
+    (void)state;
+    struct fx f;
+    plain_cfg(&f);
+    run(&f, client_grace_expiry);
+}
+
 /* ---- TLS ---- */
 
 static void write_self_signed(struct fx *f)
@@ -1196,6 +1264,8 @@ int main(void)
         cmocka_unit_test(test_client_gone),
         cmocka_unit_test(test_h2c),
         cmocka_unit_test(test_h2c_limits),
+        cmocka_unit_test(test_h2_drain),
+        cmocka_unit_test(test_grace_expiry),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_tls_min_version),
         cmocka_unit_test(test_config_errors),

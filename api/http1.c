@@ -669,10 +669,10 @@ static int h1_serialize(struct api_listener *l,
                         const uint8_t *body,
                         size_t body_len)
 {
-    if (status < 100 || status > 999) {
-        status = 500;
+    if (status < 200 || status > 999) {
+        status = 500; /* interim responses are not final answers */
     }
-    bool no_body = (status >= 100 && status < 200) || status == 204 || status == 304;
+    bool no_body = status == 204 || status == 304;
     int rv = cf_buf_reserve(b, 128 + (x->req.head || no_body ? 0 : body_len));
     if (rv == CF_OK) {
         char line[64];

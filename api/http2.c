@@ -69,6 +69,16 @@ static bool h2_reserved_header(const char *name)
            strcasecmp(name, "proxy-connection") == 0 || strcasecmp(name, "te") == 0;
 }
 
+/* Header fields the handler may send: not ours, and no CR/LF that a client would refuse. */
+static bool h2_header_ok(const struct api_header *h)
+{
+    if (h->name == NULL || h->name[0] == 0 || h2_reserved_header(h->name) ||
+        strpbrk(h->name, "\r\n: ") != NULL) {
+        return false;
+    }
+    return h->value == NULL || strpbrk(h->value, "\r\n") == NULL;
+}
+
 /* Submits a response on x's stream (copies everything it needs). */
 static int h2_submit(struct api_conn *c,
                      struct api__ex *x,
@@ -99,7 +109,7 @@ static int h2_submit(struct api_conn *c,
     size_t used = 0;
     for (size_t i = 0; rv == CF_OK && i < n_headers; i++) {
         const char *name = headers[i].name;
-        if (name == NULL || name[0] == 0 || h2_reserved_header(name)) {
+        if (!h2_header_ok(&headers[i])) {
             continue;
         }
         name_offs[used++] = names.len;
@@ -111,8 +121,7 @@ static int h2_submit(struct api_conn *c,
         }
     }
     for (size_t i = 0, u = 0; rv == CF_OK && i < n_headers; i++) {
-        const char *name = headers[i].name;
-        if (name == NULL || name[0] == 0 || h2_reserved_header(name)) {
+        if (!h2_header_ok(&headers[i])) {
             continue;
         }
         const char *value = headers[i].value != NULL ? headers[i].value : "";

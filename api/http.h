@@ -36,7 +36,7 @@ struct api_exchange
     size_t body_len;
     const char *remote_addr;     /* textual peer address */
     int remote_port;
-    int http_version;            /* 11 or 20 */
+    int http_version;            /* 10, 11 or 20 */
     bool tls;
     void *data;                  /* the handler's */
 };

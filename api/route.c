@@ -1,0 +1,369 @@
+/*
+ * Vault request decoding and response encoding.
+ *
+ * Request side (core.md 1.1/1.2): only /v1/ paths are API paths (anything else is 404 with an
+ * empty error list); GET reads (or lists with ?list=true), LIST lists, POST/PUT update, DELETE
+ * deletes, PATCH needs application/merge-patch+json (415 otherwise), HEAD reads without a body,
+ * any other method is 405. Query parameters become the data of GET/LIST/DELETE/HEAD; POST/PUT/
+ * PATCH bodies are a JSON object (or form-urlencoded when the body does not start with '{' or
+ * '['). The token comes from X-Vault-Token, else "Authorization: Bearer".
+ *
+ * Response side (core.md 1.4-1.6): every envelope key present, 204 when there is nothing to
+ * say, top-level injection where the engine asks for it, Cache-Control: no-store always.
+ */
+#include "api/route.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/http.h"
+#include "lib/mem.h"
+#include "node/core.h"
+#include "node/engine.h"
+
+static const char error_internal[] = "{\"errors\":[\"internal error\"]}";
+
+static void respond_json(struct api_exchange *ex, int status, const char *body, size_t len)
+{
+    struct api_header h[2] = {
+        {.name = (char *)"cache-control", .value = (char *)"no-store"},
+        {.name = (char *)"content-type", .value = (char *)"application/json"},
+    };
+    api_exchange_respond(ex, status, h, len > 0 ? 2 : 1, (const uint8_t *)body, len);
+}
+
+static void respond_error(struct api_exchange *ex, int status, const char *msg)
+{
+    json_t *j = json_pack("{s:[]}", "errors");
+    if (j != NULL && msg != NULL) {
+        json_array_append_new(json_object_get(j, "errors"), json_string(msg));
+    }
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (s == NULL) {
+        respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
+        return;
+    }
+    respond_json(ex, status, s, strlen(s));
+    cf_free(s);
+}
+
+/* Percent-decoding; plus_space turns '+' into ' ' (query strings). NULL on bad escapes. */
+static char *url_decode(const char *s, size_t n, bool plus_space)
+{
+    char *out = cf_malloc(n + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+                !isxdigit((unsigned char)s[i + 2])) {
+                cf_free(out);
+                return NULL;
+            }
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            c = (char)strtol(hex, NULL, 16);
+            i += 2;
+        } else if (c == '+' && plus_space) {
+            c = ' ';
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Parses "a=1&b=2" into obj (string values; the first of repeated keys wins). */
+static int parse_form(const char *s, size_t n, json_t *obj)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && s[j] != '&') {
+            j++;
+        }
+        const char *eq = memchr(s + i, '=', j - i);
+        size_t klen = eq ? (size_t)(eq - (s + i)) : j - i;
+        char *k = url_decode(s + i, klen, true);
+        char *v = eq ? url_decode(eq + 1, (size_t)(s + j - eq - 1), true) : cf_strdup("");
+        if (k == NULL || v == NULL) {
+            cf_free(k);
+            cf_free(v);
+            return CF_EMALFORMED;
+        }
+        if (k[0] != '\0' && json_object_get(obj, k) == NULL) {
+            json_object_set_new(obj, k, json_string(v));
+        }
+        cf_free(k);
+        cf_free(v);
+        i = j + 1;
+    }
+    return CF_OK;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    if (strcmp(s, "") == 0 || strcmp(s, "1") == 0 || strcasecmp(s, "t") == 0 ||
+        strcasecmp(s, "true") == 0) {
+        *out = true;
+        return true;
+    }
+    if (strcmp(s, "0") == 0 || strcasecmp(s, "f") == 0 || strcasecmp(s, "false") == 0) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+static const char *header_token(const struct api_exchange *ex)
+{
+    const char *t = api_exchange_header(ex, "x-vault-token");
+    if (t != NULL && t[0] != '\0') {
+        return t;
+    }
+    const char *a = api_exchange_header(ex, "authorization");
+    if (a != NULL && strncasecmp(a, "Bearer ", 7) == 0) {
+        a += 7;
+        while (*a == ' ') {
+            a++;
+        }
+        return a[0] ? a : NULL;
+    }
+    return NULL;
+}
+
+static void add_envelope_keys(json_t *env,
+                              const struct node_request *req,
+                              struct node_response *resp)
+{
+    json_object_set_new(env, "request_id", json_string(req->request_id));
+    json_object_set_new(env, "lease_id", json_string(resp->lease_id ? resp->lease_id : ""));
+    json_object_set_new(env, "renewable", json_boolean(resp->renewable));
+    json_object_set_new(env, "lease_duration", json_integer(resp->lease_duration));
+    json_object_set(env, "data", resp->data ? resp->data : json_null());
+    json_object_set_new(env, "wrap_info", json_null());
+    json_object_set(env, "warnings", resp->warnings ? resp->warnings : json_null());
+    json_object_set(env, "auth", resp->auth ? resp->auth : json_null());
+    json_object_set_new(env, "mount_type", json_string(resp->mount_type ? resp->mount_type : ""));
+    if (resp->inject_top_level && json_is_object(resp->data)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(resp->data, k, v)
+        {
+            if (json_object_get(env, k) == NULL) {
+                json_object_set(env, k, v);
+            }
+        }
+    }
+}
+
+static void route_done_cb(struct node_request *req, struct node_response *resp)
+{
+    struct api_exchange *ex = req->done_arg;
+    if (resp == NULL) {
+        respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
+    } else if (resp->errors != NULL) {
+        json_t *j = json_pack("{s:O}", "errors", resp->errors);
+        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (s == NULL) {
+            respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
+        } else {
+            respond_json(ex, resp->status ? resp->status : 500, s, strlen(s));
+            cf_free(s);
+        }
+    } else if (resp->raw_body != NULL) {
+        struct api_header h[2] = {
+            {.name = (char *)"cache-control", .value = (char *)"no-store"},
+            {.name = (char *)"content-type",
+             .value = resp->raw_content_type ? resp->raw_content_type
+                                             : (char *)"application/octet-stream"},
+        };
+        api_exchange_respond(ex, resp->status ? resp->status : 200, h, 2, resp->raw_body,
+                             resp->raw_len);
+    } else if (resp->bare != NULL) {
+        char *s = json_dumps(resp->bare, JSON_COMPACT);
+        if (s == NULL) {
+            respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
+        } else {
+            respond_json(ex, resp->status ? resp->status : 200, s, strlen(s));
+            cf_free(s);
+        }
+    } else if (resp->data == NULL && resp->auth == NULL && resp->warnings == NULL &&
+               resp->status == 0) {
+        respond_json(ex, 204, NULL, 0);
+    } else {
+        json_t *env = json_object();
+        char *s = NULL;
+        if (env != NULL) {
+            add_envelope_keys(env, req, resp);
+            s = json_dumps(env, JSON_COMPACT);
+            json_decref(env);
+        }
+        if (s == NULL) {
+            respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
+        } else {
+            respond_json(ex, resp->status ? resp->status : 200, s, strlen(s));
+            cf_free(s);
+        }
+    }
+    node_response_free(resp);
+    node_request_free(req);
+}
+
+/* Decodes the method, path, query and body; on failure answers the exchange itself and
+ * returns NULL. */
+static struct node_request *decode(struct api_exchange *ex)
+{
+    const char *target = ex->target;
+    if (strncmp(target, "/v1/", 4) != 0) {
+        respond_error(ex, 404, NULL);
+        return NULL;
+    }
+    const char *q = strchr(target, '?');
+    size_t plen = q ? (size_t)(q - target) : strlen(target);
+    char *path = url_decode(target + 4, plen - 4, false);
+    if (path == NULL) {
+        respond_error(ex, 400, "invalid request path");
+        return NULL;
+    }
+    for (const char *c = path; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            cf_free(path);
+            respond_error(ex, 400, "path contains non-printable characters");
+            return NULL;
+        }
+    }
+    json_t *data = json_object();
+    if (data == NULL) {
+        cf_free(path);
+        respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
+        return NULL;
+    }
+    if (q != NULL && parse_form(q + 1, strlen(q + 1), data) != CF_OK) {
+        cf_free(path);
+        json_decref(data);
+        respond_error(ex, 400, "invalid query string");
+        return NULL;
+    }
+
+    const char *m = ex->method;
+    enum node_op op;
+    bool body_data = false;
+    bool head = false;
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+        op = NODE_OP_READ;
+        head = m[0] == 'H';
+        json_t *l = json_object_get(data, "list");
+        if (l != NULL) {
+            bool list;
+            if (!parse_bool(json_string_value(l), &list)) {
+                cf_free(path);
+                json_decref(data);
+                respond_error(ex, 400, "invalid value for \"list\" parameter");
+                return NULL;
+            }
+            json_object_del(data, "list");
+            if (list) {
+                op = NODE_OP_LIST;
+            }
+        }
+    } else if (strcmp(m, "LIST") == 0) {
+        op = NODE_OP_LIST;
+    } else if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0) {
+        op = NODE_OP_UPDATE;
+        body_data = true;
+    } else if (strcmp(m, "DELETE") == 0) {
+        op = NODE_OP_DELETE;
+    } else if (strcmp(m, "PATCH") == 0) {
+        const char *ct = api_exchange_header(ex, "content-type");
+        if (ct == NULL || strncasecmp(ct, "application/merge-patch+json", 28) != 0) {
+            cf_free(path);
+            json_decref(data);
+            respond_error(ex, 415,
+                          "PATCH requires the application/merge-patch+json "
+                          "content type");
+            return NULL;
+        }
+        op = NODE_OP_PATCH;
+        body_data = true;
+    } else {
+        cf_free(path);
+        json_decref(data);
+        respond_error(ex, 405, NULL);
+        return NULL;
+    }
+
+    if (body_data) {
+        json_decref(data);
+        data = NULL;
+        size_t i = 0;
+        while (i < ex->body_len && isspace(ex->body[i])) {
+            i++;
+        }
+        if (i == ex->body_len) {
+            data = json_object();
+        } else if (ex->body[i] == '{' || ex->body[i] == '[') {
+            json_error_t jerr;
+            data = json_loadb((const char *)ex->body, ex->body_len, JSON_REJECT_DUPLICATES, &jerr);
+            if (data == NULL || !json_is_object(data)) {
+                json_decref(data);
+                cf_free(path);
+                respond_error(ex, 400, "error parsing JSON");
+                return NULL;
+            }
+        } else {
+            const char *ct = api_exchange_header(ex, "content-type");
+            data = json_object();
+            if (ct == NULL || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0 ||
+                parse_form((const char *)ex->body, ex->body_len, data) != CF_OK) {
+                json_decref(data);
+                cf_free(path);
+                respond_error(ex, 400, "error parsing JSON");
+                return NULL;
+            }
+        }
+    }
+
+    if (op == NODE_OP_LIST && (path[0] == '\0' || path[strlen(path) - 1] != '/')) {
+        size_t n = strlen(path);
+        char *p2 = cf_realloc(path, n + 2);
+        if (p2 == NULL) {
+            cf_free(path);
+            json_decref(data);
+            respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
+            return NULL;
+        }
+        path = p2;
+        path[n] = '/';
+        path[n + 1] = '\0';
+    }
+
+    struct node_request *req = node_request_new(op, path, data);
+    if (req == NULL) {
+        respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
+        return NULL;
+    }
+    const char *tok = header_token(ex);
+    req->token = tok ? cf_strdup(tok) : NULL;
+    req->remote_addr = ex->remote_addr ? cf_strdup(ex->remote_addr) : NULL;
+    req->wants_body = !head;
+    return req;
+}
+
+void api_route_exchange(void *ctx, struct api_exchange *ex)
+{
+    struct node_core *core = ctx;
+    struct node_request *req = decode(ex);
+    if (req == NULL) {
+        return;
+    }
+    req->done_cb = route_done_cb;
+    req->done_arg = ex;
+    node_core_handle(core, req);
+}

@@ -1,0 +1,14 @@
+/*
+ * The bridge between HTTP exchanges and the node core: decodes a Vault API request (method ->
+ * operation, /v1/ path, query, JSON body, token headers) into a node_request, and encodes the
+ * node_response as Vault's envelope, bare JSON, raw body or {"errors":[...]} (core.md 1).
+ */
+#ifndef CF_API_ROUTE_H_
+#define CF_API_ROUTE_H_
+
+struct api_exchange;
+
+/* An api_handler_fn: ctx is the struct node_core * that serves the requests. */
+void api_route_exchange(void *ctx, struct api_exchange *ex);
+
+#endif

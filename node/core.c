@@ -1,0 +1,492 @@
+/*
+ * The request pipeline and the core's life cycle.
+ *
+ * A request first meets the lifecycle endpoints (sys/init, sys/unseal, ... which answer bare
+ * JSON and work while sealed); then the seal check (503 "Vault is sealed"), the token check
+ * (403 "permission denied"), the longest-prefix mount match (404 for no route) and the engine.
+ * Routed requests are counted in-flight so that sys/seal can wait for them before it drops
+ * the keys. Storage writes go through node__commit, which completes only after raft applied the
+ * batch locally, so a response never goes out before the write it reports.
+ */
+#include "node/core.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/crypto.h"
+#include "node/barrier.h"
+#include "node/internal.h"
+
+#define CF_LOG_MODULE "core"
+#include "lib/log.h"
+
+bool node__initialized(const struct node_core *core)
+{
+    if (!core->storage_ready || core->store == NULL) {
+        return false;
+    }
+    return rft_store_get(core->store, NODE_KEY_SEAL_CONFIG, NULL, NULL, NULL) == CF_OK;
+}
+
+/* Deferred callbacks ------------------------------------------------------------------- */
+
+struct defer
+{
+    uv_timer_t timer;
+    void (*fn)(void *arg, int status);
+    void *arg;
+    int status;
+};
+
+static void defer_close_cb(uv_handle_t *h)
+{
+    cf_free(CF_CONTAINER_OF(h, struct defer, timer));
+}
+
+static void defer_timer_cb(uv_timer_t *t)
+{
+    struct defer *d = CF_CONTAINER_OF(t, struct defer, timer);
+    d->fn(d->arg, d->status);
+    uv_close((uv_handle_t *)&d->timer, defer_close_cb);
+}
+
+void node__defer(struct node_core *core, void (*fn)(void *arg, int status), void *arg, int status)
+{
+    struct defer *d = cf_calloc(1, sizeof(*d));
+    if (d == NULL) {
+        cf_oom_abort(); /* a lost completion would hang a client forever */
+    }
+    d->fn = fn;
+    d->arg = arg;
+    d->status = status;
+    uv_timer_init(core->loop, &d->timer);
+    uv_timer_start(&d->timer, defer_timer_cb, 0, 0);
+}
+
+/* Storage helpers ---------------------------------------------------------------------- */
+
+int node__raw_get(struct node_core *core, const char *key, const uint8_t **val, size_t *len)
+{
+    return rft_store_get(core->store, key, val, len, NULL);
+}
+
+int node__get(struct node_core *core, const char *key, uint8_t **val, size_t *len)
+{
+    const uint8_t *ct;
+    size_t ctlen;
+    int rv = rft_store_get(core->store, key, &ct, &ctlen, NULL);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    return barrier_decrypt(core->barrier, key, ct, ctlen, val, len);
+}
+
+int node__batch_put(struct node_core *core,
+                    struct rft_batch *b,
+                    const char *key,
+                    const uint8_t *val,
+                    size_t len)
+{
+    uint8_t *ct = NULL;
+    size_t ctlen = 0;
+    int rv = barrier_encrypt(core->barrier, key, val, len, &ct, &ctlen);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    rv = rft_batch_put(b, key, ct, ctlen);
+    cf_free(ct);
+    return rv;
+}
+
+struct commit
+{
+    struct rft_apply_req req;
+    node_write_cb cb;
+    void *arg;
+};
+
+static void commit_apply_cb(struct rft_apply_req *req, int status)
+{
+    struct commit *c = CF_CONTAINER_OF(req, struct commit, req);
+    if (status != CF_OK) {
+        CF_LOG(CF_LOG_WARN, "storage write failed: %s", cf_strerror(status));
+    }
+    rft_apply_req_close(req);
+    c->cb(c->arg, status);
+    cf_free(c);
+}
+
+struct commit_fail
+{
+    node_write_cb cb;
+    void *arg;
+};
+
+static void commit_fail_cb(void *arg, int status)
+{
+    struct commit_fail *f = arg;
+    f->cb(f->arg, status);
+    cf_free(f);
+}
+
+void node__fail_later(struct node_core *core, node_write_cb cb, void *arg, int status)
+{
+    struct commit_fail *f = cf_calloc(1, sizeof(*f));
+    if (f == NULL) {
+        cf_oom_abort();
+    }
+    f->cb = cb;
+    f->arg = arg;
+    node__defer(core, commit_fail_cb, f, status);
+}
+
+void node__commit(struct node_core *core, struct rft_batch *b, node_write_cb cb, void *arg)
+{
+    if (core->closing) {
+        rft_batch_free(b);
+        node__fail_later(core, cb, arg, CF_ECANCELED);
+        return;
+    }
+    struct commit *c = cf_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        rft_batch_free(b);
+        node__fail_later(core, cb, arg, CF_ENOMEM);
+        return;
+    }
+    c->cb = cb;
+    c->arg = arg;
+    int rv = rft_store_apply(core->store, &c->req, b, commit_apply_cb);
+    if (rv != CF_OK) {
+        cf_free(c);
+        node__fail_later(core, cb, arg, rv);
+    }
+}
+
+/* Engine-facing core services ---------------------------------------------------------- */
+
+struct rotate_op
+{
+    struct node_core *core;
+    node_write_cb cb;
+    void *arg;
+};
+
+static void rotate_done_cb(void *arg, int status)
+{
+    struct rotate_op *op = arg;
+    if (status == CF_OK) {
+        struct barrier_term_info info;
+        barrier_term_info(op->core->barrier, &info);
+        CF_LOG(CF_LOG_INFO, "keyring rotated term=%u", info.term);
+    }
+    op->cb(op->arg, status);
+    cf_free(op);
+}
+
+void node_core_rotate(struct node_core *core, node_write_cb cb, void *arg)
+{
+    struct rotate_op *op = cf_calloc(1, sizeof(*op));
+    struct rft_batch *b = rft_batch_new();
+    uint8_t *blob = NULL;
+    size_t bloblen = 0;
+    uint32_t term = 0;
+    int rv = CF_ENOMEM;
+    if (op == NULL || b == NULL) {
+        goto fail;
+    }
+    op->core = core;
+    op->cb = cb;
+    op->arg = arg;
+    /* The new term is used for encryption at once; it is persisted with the keyring before
+     * the caller hears of success. If the commit fails the in-memory term is still valid:
+     * values it encrypted were never committed either. */
+    rv = barrier_rotate(core->barrier, &term);
+    if (rv == CF_OK) {
+        rv = barrier_encode_keyring(core->barrier, &blob, &bloblen);
+    }
+    if (rv == CF_OK) {
+        rv = rft_batch_put(b, NODE_KEY_KEYRING, blob, bloblen);
+    }
+    cf_free(blob);
+    if (rv != CF_OK) {
+        goto fail;
+    }
+    node__commit(core, b, rotate_done_cb, op);
+    return;
+fail:
+    rft_batch_free(b);
+    cf_free(op);
+    node__fail_later(core, cb, arg, rv);
+}
+
+static void format_rfc3339(int64_t ns, char *out, size_t n)
+{
+    time_t secs = (time_t)(ns / 1000000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(ns % 1000000000));
+}
+
+json_t *node_core_key_status(struct node_core *core)
+{
+    struct barrier_term_info info;
+    char when[64];
+    barrier_term_info(core->barrier, &info);
+    format_rfc3339(info.install_time_ns, when, sizeof(when));
+    return json_pack("{s:I,s:s,s:I}", "term", (json_int_t)info.term, "install_time", when,
+                     "encryptions", (json_int_t)info.encryptions);
+}
+
+/* The pipeline ------------------------------------------------------------------------- */
+
+/* Ends a routed request: Vault's empty-list 404, the in-flight count, a waiting seal. */
+static void finish_routed(struct node_request *req, struct node_response *resp)
+{
+    struct node_core *core = req->core;
+    if (resp != NULL && resp->errors == NULL && req->op == NODE_OP_LIST && resp->bare == NULL &&
+        resp->raw_body == NULL) {
+        /* Vault: a list with no keys is a 404 with an empty error list. */
+        json_t *keys = resp->data ? json_object_get(resp->data, "keys") : NULL;
+        if ((keys == NULL || json_array_size(keys) == 0) && resp->warnings == NULL) {
+            node_response_free(resp);
+            resp = node_response_not_found();
+        }
+    }
+    core->inflight--;
+    node_request_done(req, resp);
+    if (core->pending_seal != NULL && core->inflight == 0) {
+        struct node_request *seal = core->pending_seal;
+        core->pending_seal = NULL;
+        node__seal_now(core);
+        node_request_done(seal, node_response_new());
+    }
+}
+
+static void routed_done_cb(struct node_request *req, struct node_response *resp)
+{
+    req->done_cb = req->outer_done_cb;
+    finish_routed(req, resp);
+}
+
+void node_core_handle(struct node_core *core, struct node_request *req)
+{
+    req->core = core;
+    if (core->closing) {
+        node_request_done(req, node_response_error(503, "Vault is shutting down"));
+        return;
+    }
+    if (node__lifecycle_handle(core, req)) {
+        return;
+    }
+    if (core->sealed || core->pending_seal != NULL) {
+        node_request_done(req, node_response_error(503, "Vault is sealed"));
+        return;
+    }
+    if (req->token == NULL || !node__token_valid(core, req->token)) {
+        node_request_done(req, node_response_error(403, "permission denied"));
+        return;
+    }
+    struct node_mount *m = node__mount_match(core, req->path);
+    if (m == NULL) {
+        node_request_done(req, node_response_error(404,
+                                                   "no handler for route \"%s\". route entry "
+                                                   "not found.",
+                                                   req->path));
+        return;
+    }
+    req->mount_path = m->path;
+    size_t mlen = strlen(m->path);
+    req->rel_path = strlen(req->path) >= mlen ? req->path + mlen : "";
+    req->view = &m->view;
+    /* Route completions through finish_routed to keep the in-flight count. */
+    core->inflight++;
+    req->outer_done_cb = req->done_cb;
+    req->done_cb = routed_done_cb;
+    m->ops->handle(m->state, req);
+}
+
+/* Life cycle --------------------------------------------------------------------------- */
+
+int node_core_new(uv_loop_t *loop,
+                  const struct node_core_config *cfg,
+                  struct node_core **out,
+                  char errmsg[CF_ERRMSG_SIZE])
+{
+    struct node_core *core = cf_calloc(1, sizeof(*core));
+    if (core == NULL) {
+        cf_errmsg_printf(errmsg, "out of memory");
+        return CF_ENOMEM;
+    }
+    core->loop = loop;
+    core->sealed = true;
+    core->storage_path = cf_strdup(cfg->storage_path);
+    core->node_id = cf_strdup(cfg->node_id);
+    core->api_addr = cf_strdup(cfg->api_addr ? cfg->api_addr : "");
+    core->cluster_addr = cf_strdup(cfg->cluster_addr ? cfg->cluster_addr : "");
+    core->barrier = barrier_new();
+    if (core->storage_path == NULL || core->node_id == NULL || core->api_addr == NULL ||
+        core->cluster_addr == NULL || core->barrier == NULL) {
+        cf_errmsg_printf(errmsg, "out of memory");
+        node_core_close(core, NULL, NULL);
+        return CF_ENOMEM;
+    }
+    core->cfg = *cfg;
+    core->cfg.storage_path = core->storage_path;
+    core->cfg.node_id = core->node_id;
+    core->cfg.api_addr = core->api_addr;
+    core->cfg.cluster_addr = core->cluster_addr;
+
+    /* The raft address is host:port of the cluster address (scheme stripped). */
+    const char *raddr = core->cluster_addr;
+    const char *p = strstr(raddr, "://");
+    if (p != NULL) {
+        raddr = p + 3;
+    }
+    struct rft_store_config scfg = {
+        .dir = core->storage_path,
+        .node_id = core->node_id,
+        .address = raddr[0] ? raddr : "127.0.0.1:8201",
+    };
+    int rv = rft_store_new(loop, &scfg, &core->store, errmsg);
+    if (rv != CF_OK) {
+        cf_errmsg_wrapf(errmsg, "storage %s", core->storage_path);
+        node_core_close(core, NULL, NULL);
+        return rv;
+    }
+    *out = core;
+    return CF_OK;
+}
+
+int node_core_register_engine(struct node_core *core, const struct node_engine_ops *ops)
+{
+    if (core->n_engines >= NODE_MAX_ENGINES) {
+        return CF_ETOOBIG;
+    }
+    core->engines[core->n_engines++] = ops;
+    return CF_OK;
+}
+
+void node__load_seal_config(struct node_core *core)
+{
+    const uint8_t *val;
+    size_t len;
+    if (node__raw_get(core, NODE_KEY_SEAL_CONFIG, &val, &len) != CF_OK) {
+        return;
+    }
+    json_t *j = json_loadb((const char *)val, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(j, "type"));
+    snprintf(core->seal.type, sizeof(core->seal.type), "%s", type ? type : "shamir");
+    core->seal.shares = (unsigned)json_integer_value(json_object_get(j, "secret_shares"));
+    core->seal.threshold = (unsigned)json_integer_value(json_object_get(j, "secret_threshold"));
+    json_decref(j);
+}
+
+static void core_ready_notify(void *arg, int status)
+{
+    struct node_core *core = arg;
+    if (core->ready_cb != NULL) {
+        node_core_ready_cb cb = core->ready_cb;
+        core->ready_cb = NULL;
+        cb(core->ready_arg, status, NULL);
+    }
+}
+
+static void store_ready_cb(struct rft_store *s, void *arg)
+{
+    struct node_core *core = arg;
+    (void)s;
+    bool first = !core->storage_ready;
+    core->storage_ready = true;
+    if (first) {
+        node__load_seal_config(core);
+        CF_LOG(CF_LOG_INFO, "storage ready applied_index=%llu initialized=%s",
+               (unsigned long long)rft_store_applied_index(core->store),
+               node__initialized(core) ? "true" : "false");
+    }
+    if (core->on_storage_ready != NULL) {
+        void (*fn)(struct node_core *) = core->on_storage_ready;
+        core->on_storage_ready = NULL;
+        fn(core);
+    }
+    core_ready_notify(core, CF_OK);
+}
+
+int node_core_start(struct node_core *core,
+                    node_core_ready_cb ready_cb,
+                    void *arg,
+                    char errmsg[CF_ERRMSG_SIZE])
+{
+    core->ready_cb = ready_cb;
+    core->ready_arg = arg;
+    if (!rft_store_bootstrapped(core->store)) {
+        /* Fresh node: nothing to replay; sys/init bootstraps raft. */
+        node__defer(core, core_ready_notify, core, CF_OK);
+        return CF_OK;
+    }
+    return node__start_store(core, errmsg);
+}
+
+int node__start_store(struct node_core *core, char errmsg[CF_ERRMSG_SIZE])
+{
+    int rv = rft_store_start(core->store, store_ready_cb, core, errmsg);
+    if (rv != CF_OK) {
+        cf_errmsg_wrapf(errmsg, "start storage %s", core->storage_path);
+        return rv;
+    }
+    core->started = true;
+    return CF_OK;
+}
+
+struct close_op
+{
+    struct node_core *core;
+    void (*cb)(void *arg);
+    void *arg;
+};
+
+static void core_free(struct node_core *core)
+{
+    node__seal_now(core);
+    barrier_free(core->barrier);
+    cf_free(core->storage_path);
+    cf_free(core->node_id);
+    cf_free(core->api_addr);
+    cf_free(core->cluster_addr);
+    cf_free(core);
+}
+
+static void store_closed_cb(void *arg)
+{
+    struct close_op *op = arg;
+    core_free(op->core);
+    if (op->cb != NULL) {
+        op->cb(op->arg);
+    }
+    cf_free(op);
+}
+
+void node_core_close(struct node_core *core, void (*cb)(void *arg), void *arg)
+{
+    if (core == NULL) {
+        return;
+    }
+    core->closing = true;
+    if (core->store == NULL) {
+        core_free(core);
+        if (cb != NULL) {
+            cb(arg);
+        }
+        return;
+    }
+    struct close_op *op = cf_calloc(1, sizeof(*op));
+    if (op == NULL) {
+        cf_oom_abort();
+    }
+    op->core = core;
+    op->cb = cb;
+    op->arg = arg;
+    struct rft_store *s = core->store;
+    rft_store_close(s, store_closed_cb, op);
+}

@@ -1,0 +1,65 @@
+/*
+ * The node core: seal state, barrier, storage, root token and mount table of one node, and the
+ * request pipeline of DESIGN.md (sealed? -> token -> route -> engine -> storage -> response).
+ *
+ * Lifecycle: node_core_new() opens the raft data dir; node_core_start() starts raft when the
+ * dir is already bootstrapped and calls ready_cb once the log has been replayed (at once for a
+ * fresh dir, which is bootstrapped by sys/init). Requests enter through node_core_handle() and
+ * complete through their done_cb. node_core_close() cancels what is pending and frees all.
+ */
+#ifndef CF_NODE_CORE_H_
+#define CF_NODE_CORE_H_
+
+#include <stdbool.h>
+
+#include "lib/err.h"
+
+struct uv_loop_s;
+struct node_core;
+struct node_request;
+struct node_engine_ops;
+
+struct node_core_config
+{
+    const char *storage_path; /* raft data dir; borrowed */
+    const char *node_id;      /* borrowed */
+    const char *api_addr;     /* advertised API URL; borrowed */
+    const char *cluster_addr; /* advertised cluster URL or host:port; borrowed */
+    bool mount_kv_at_secret;  /* mount kv v1 at secret/ at init (until sys/mounts lands) */
+};
+
+int node_core_new(struct uv_loop_s *loop,
+                  const struct node_core_config *cfg,
+                  struct node_core **out,
+                  char errmsg[CF_ERRMSG_SIZE]);
+
+/* Registers an engine type (the composition root registers every built-in engine). */
+int node_core_register_engine(struct node_core *core, const struct node_engine_ops *ops);
+
+typedef void (*node_core_ready_cb)(void *arg, int status, const char *errmsg);
+
+/* Starts storage. ready_cb fires once (never inside this call) when requests may be served. */
+int node_core_start(struct node_core *core,
+                    node_core_ready_cb ready_cb,
+                    void *arg,
+                    char errmsg[CF_ERRMSG_SIZE]);
+
+/* Handles one request; req->done_cb fires exactly once (possibly inside this call). */
+void node_core_handle(struct node_core *core, struct node_request *req);
+
+/* Dev mode: initializes with one share (root token id from root_token_id, or random when NULL)
+ * and unseals. cb receives the unseal key (base64) and the root token, or an error. */
+typedef void (*node_core_dev_cb)(void *arg,
+                                 int status,
+                                 const char *unseal_key_b64,
+                                 const char *root_token,
+                                 const char *errmsg);
+void node_core_dev_init(struct node_core *core,
+                        const char *root_token_id,
+                        node_core_dev_cb cb,
+                        void *arg);
+
+/* Closes storage and frees the core; cb fires when done. NULL-safe. */
+void node_core_close(struct node_core *core, void (*cb)(void *arg), void *arg);
+
+#endif

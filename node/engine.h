@@ -1,0 +1,148 @@
+/*
+ * The engine interface: all that a secrets engine (engines/kv, engines/sys, later PKI ...) sees
+ * of the node. A request arrives already authenticated and routed to the engine's mount; the
+ * engine reads through its storage view (local, synchronous, decrypted by the barrier), writes
+ * through batches that complete asynchronously once committed, and finishes by calling
+ * node_request_done() exactly once, possibly after asynchronous steps, never before its writes
+ * have been applied.
+ */
+#ifndef CF_NODE_ENGINE_H_
+#define CF_NODE_ENGINE_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "lib/err.h"
+
+struct node_core;
+struct node_view;
+struct node_write;
+struct node_request;
+
+enum node_op {
+    NODE_OP_READ,
+    NODE_OP_CREATE,
+    NODE_OP_UPDATE,
+    NODE_OP_DELETE,
+    NODE_OP_LIST,
+    NODE_OP_PATCH,
+};
+
+/* Name of an operation as Vault spells it ("read", "update", ...). */
+const char *node_op_name(enum node_op op);
+
+/* A response. Fields left NULL/0 are encoded as Vault's nulls and zeros. */
+struct node_response
+{
+    int status;             /* 0 = 200 with a body, 204 without */
+    json_t *data;           /* owned; NULL -> "data": null */
+    json_t *warnings;       /* owned array of strings, or NULL */
+    json_t *auth;           /* owned auth block, or NULL */
+    json_t *errors;         /* owned array of strings; non-NULL makes this an error response */
+    char *lease_id;         /* owned; NULL -> "" */
+    int64_t lease_duration; /* seconds */
+    bool renewable;
+    json_t *bare;           /* owned; non-envelope JSON body (sys lifecycle endpoints) */
+    char *raw_content_type; /* owned; with raw_body: body written verbatim */
+    uint8_t *raw_body;      /* owned */
+    size_t raw_len;
+    bool inject_top_level;  /* copy data's keys to the top level (core.md 1.4) */
+    const char *mount_type; /* static string, e.g. "kv"; NULL -> "" */
+};
+
+/* A new empty response; NULL on OOM. */
+struct node_response *node_response_new(void);
+void node_response_free(struct node_response *resp);
+/* An error response {"errors":[msg]} with the given HTTP status; msg NULL -> "errors":[].
+ * Returns NULL only on OOM. */
+struct node_response *node_response_error(int status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* 404 {"errors":[]}: what Vault answers for a read of a missing item. */
+struct node_response *node_response_not_found(void);
+/* Envelope response with data (takes ownership of data, which may be NULL). */
+struct node_response *node_response_data(json_t *data);
+
+struct node_request
+{
+    enum node_op op;
+    char *path;   /* owned; after /v1/, no leading '/', LIST paths end in '/' */
+    json_t *data; /* owned; request body or query parameters; always an object */
+    char *token;  /* owned; client token or NULL */
+    char request_id[37];
+    char *remote_addr; /* owned, may be NULL */
+    bool wants_body;   /* false for HEAD */
+    /* Set by the router before the engine sees the request. */
+    const char *mount_path; /* borrowed: "secret/" */
+    const char *rel_path;   /* borrowed: path inside the mount, "foo/bar" */
+    struct node_view *view; /* borrowed: the mount's storage view */
+    struct node_core *core; /* borrowed */
+    /* Completion, set by whoever submitted the request (api/route.c). */
+    void (*done_cb)(struct node_request *req, struct node_response *resp);
+    void *done_arg;
+    /* private: the submitter's done_cb while the core tracks a routed request */
+    void (*outer_done_cb)(struct node_request *req, struct node_response *resp);
+};
+
+/* Allocates a request with a fresh request_id; takes ownership of path and data (data NULL ->
+ * empty object). NULL on OOM (path and data are freed). */
+struct node_request *node_request_new(enum node_op op, char *path, json_t *data);
+void node_request_free(struct node_request *req);
+
+/* Finishes a request: hands resp (owned) to done_cb. resp NULL means out of memory (500). */
+void node_request_done(struct node_request *req, struct node_response *resp);
+
+/* Engines ------------------------------------------------------------------------------ */
+
+struct node_engine_ops
+{
+    const char *type; /* "kv", "system", ... */
+    /* Creates the engine instance for one mount. options: the mount's options object (may be
+     * NULL). */
+    int (*create)(struct node_view *view,
+                  const json_t *options,
+                  void **state,
+                  char errmsg[CF_ERRMSG_SIZE]);
+    void (*destroy)(void *state);
+    /* Handles a routed request; must end in node_request_done exactly once. */
+    void (*handle)(void *state, struct node_request *req);
+};
+
+/* Storage views ------------------------------------------------------------------------ */
+
+/* Reads the value at key (relative to the view). *val is cf_malloc'd plaintext (the caller
+ * frees it); CF_ENOTFOUND when absent; CF_ESEALED while sealed; CF_ECORRUPT/CF_EAUTH when the
+ * stored bytes do not decrypt. */
+int node_view_get(struct node_view *v, const char *key, uint8_t **val, size_t *len);
+
+/* Lists one level below prefix (which is "" or ends in '/'): a new JSON array of names, with
+ * sub-folders as "name/", sorted, no duplicates. */
+int node_view_list(struct node_view *v, const char *prefix, json_t **keys);
+
+/* Starts a write batch on the view; NULL on OOM. Every op is applied atomically on commit. */
+struct node_write *node_view_write(struct node_view *v);
+/* Adds a put (the value is encrypted now, under its full storage key). */
+int node_write_put(struct node_write *w, const char *key, const uint8_t *val, size_t len);
+int node_write_delete(struct node_write *w, const char *key);
+/* Deletes every key under prefix (relative to the view). */
+int node_write_delete_prefix(struct node_write *w, const char *prefix);
+/* Discards an uncommitted batch. */
+void node_write_free(struct node_write *w);
+
+typedef void (*node_write_cb)(void *arg, int status);
+/* Commits the batch (and frees it). cb fires exactly once, never inside this call: CF_OK after
+ * the batch is applied locally, else an error (CF_ENOTLEADER, CF_ESEALED, CF_ECANCELED ...). */
+void node_write_commit(struct node_write *w, node_write_cb cb, void *arg);
+
+/* Core services for the system backend ------------------------------------------------ */
+
+/* Adds a keyring term and persists the keyring; cb as for node_write_commit. */
+void node_core_rotate(struct node_core *core, node_write_cb cb, void *arg);
+/* {"term":N,"install_time":"RFC3339","encryptions":N} for sys/key-status; NULL on OOM. */
+json_t *node_core_key_status(struct node_core *core);
+/* The mount-table description for sys/mounts-like listings (a new object). */
+json_t *node_core_mounts_json(struct node_core *core);
+
+#endif

@@ -1,0 +1,173 @@
+/*
+ * Cross-file privates of node/: the core struct and the helpers its files share. Nothing
+ * outside node/ includes this header.
+ */
+#ifndef CF_NODE_INTERNAL_H_
+#define CF_NODE_INTERNAL_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "lib/err.h"
+#include "lib/mem.h"
+#include "node/core.h"
+#include "node/engine.h"
+#include "raft/store.h"
+
+struct barrier;
+struct cf_cloak;
+
+/* Storage keys of the core (docs/formats/storage-layout.md). */
+#define NODE_KEY_SEAL_CONFIG "core/seal-config" /* plaintext JSON, readable while sealed */
+#define NODE_KEY_ROOT "core/root-key"           /* root key under the unseal key */
+#define NODE_KEY_KEYRING "core/keyring"         /* keyring under the root key */
+#define NODE_KEY_CLUSTER "core/cluster"         /* barrier: {"name","id"} */
+#define NODE_KEY_MOUNTS "core/mounts"           /* barrier: mount table JSON */
+#define NODE_KEY_TOKEN_SALT "core/token-salt"   /* barrier: 32 random bytes */
+#define NODE_PREFIX_TOKEN "sys/token/id/"       /* barrier: token entries by salted hash */
+#define NODE_PREFIX_LOGICAL "logical/"          /* per-mount data: logical/<uuid>/ */
+
+#define NODE_MAX_ENGINES 16
+#define NODE_MAX_SHARES 255
+
+struct node_view
+{
+    struct node_core *core; /* borrowed */
+    char *prefix;           /* owned: "logical/<uuid>/" */
+};
+
+struct node_mount
+{
+    char *path; /* "secret/" */
+    char *type; /* "kv" */
+    char *uuid;
+    char *accessor;
+    char *description;
+    json_t *options; /* owned, may be NULL */
+    bool local;
+    bool seal_wrap;
+    const struct node_engine_ops *ops; /* borrowed from the registry */
+    void *state;                       /* engine instance */
+    struct node_view view;
+    struct node_mount *next;
+};
+
+struct node_seal_config
+{
+    char type[16]; /* "shamir" */
+    unsigned shares;
+    unsigned threshold;
+};
+
+struct node_core
+{
+    uv_loop_t *loop;
+    struct node_core_config cfg; /* strings below are owned copies */
+    char *storage_path;
+    char *node_id;
+    char *api_addr;
+    char *cluster_addr;
+
+    struct rft_store *store;
+    struct barrier *barrier;
+    const struct node_engine_ops *engines[NODE_MAX_ENGINES];
+    size_t n_engines;
+
+    node_core_ready_cb ready_cb;
+    void *ready_arg;
+    bool started;       /* raft running */
+    bool storage_ready; /* log replayed, this node leads */
+    bool closing;
+
+    /* Seal state */
+    bool sealed;
+    bool initializing;
+    struct node_seal_config seal;                    /* valid when initialized */
+    struct cf_secret *unseal_parts[NODE_MAX_SHARES]; /* keys entered so far */
+    unsigned n_unseal_parts;
+    char unseal_nonce[37];
+    struct cf_cloak *unseal_key;  /* cloaked combined unseal key while unsealed */
+    struct cf_secret *token_salt; /* while unsealed */
+    char cluster_name[64];
+    char cluster_id[37];
+    int64_t active_since_ns;
+
+    struct node_mount *mounts;         /* while unsealed; sys/ first */
+    unsigned inflight;                 /* routed requests not yet done */
+    struct node_request *pending_seal; /* sys/seal waiting for in-flight requests */
+
+    /* Work to run once storage is ready (init on a fresh node). */
+    void (*on_storage_ready)(struct node_core *core);
+    void *pending_init; /* struct init_op of lifecycle.c waiting for storage */
+};
+
+/* core.c */
+bool node__initialized(const struct node_core *core);
+/* Runs fn(arg, status) from the loop soon (never inside the caller). */
+void node__defer(struct node_core *core, void (*fn)(void *arg, int status), void *arg, int status);
+/* Starts raft on a bootstrapped dir; the core's storage-ready handling follows. */
+int node__start_store(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]);
+/* Reloads the seal configuration from storage into core->seal. */
+void node__load_seal_config(struct node_core *core);
+/* Reads a raw (non-barrier) value; borrowed pointer as rft_store_get. */
+int node__raw_get(struct node_core *core, const char *key, const uint8_t **val, size_t *len);
+/* Barrier read of a full storage key; *val cf_malloc'd. */
+int node__get(struct node_core *core, const char *key, uint8_t **val, size_t *len);
+/* Adds a barrier-encrypted put of a full storage key to a raft batch. */
+int node__batch_put(struct node_core *core,
+                    struct rft_batch *b,
+                    const char *key,
+                    const uint8_t *val,
+                    size_t len);
+/* Calls cb(arg, status) from the loop soon. */
+void node__fail_later(struct node_core *core, node_write_cb cb, void *arg, int status);
+/* Commits a raft batch; cb as node_write_commit. Takes ownership of b. */
+void node__commit(struct node_core *core, struct rft_batch *b, node_write_cb cb, void *arg);
+
+/* lifecycle.c: the bare-JSON sys endpoints. Returns true when it handled the request. */
+bool node__lifecycle_handle(struct node_core *core, struct node_request *req);
+/* Drops every key and mount (the seal itself). */
+void node__seal_now(struct node_core *core);
+/* Unseals with a combined key; CF_EAUTH when the key is wrong. */
+int node__unseal_with_key(struct node_core *core,
+                          const uint8_t *key,
+                          size_t len,
+                          char errmsg[CF_ERRMSG_SIZE]);
+/* Initializes (shares/threshold) and calls cb with the keys (hex array, base64 array) and the
+ * root token, or an error. root_token_id NULL = random. */
+typedef void (*node_init_cb)(struct node_core *core,
+                             void *arg,
+                             int status,
+                             json_t *keys_hex,
+                             json_t *keys_b64,
+                             const char *root_token,
+                             const char *errmsg);
+void node__initialize(struct node_core *core,
+                      unsigned shares,
+                      unsigned threshold,
+                      const char *root_token_id,
+                      node_init_cb cb,
+                      void *arg);
+
+/* token.c */
+/* Generates a root/service token string "hvs." + 24 base62 characters into out[29]. */
+int node__token_generate(char out[29]);
+/* The storage key of a token's entry: NODE_PREFIX_TOKEN + hex(HMAC(salt, token)). */
+int node__token_key(const struct cf_secret *salt, const char *token, char out[128]);
+/* True when token names a live token (root token only, until token auth lands). */
+bool node__token_valid(struct node_core *core, const char *token);
+
+/* mount.c */
+/* Builds the default mount table JSON (sys is implicit); kv v1 at secret/ if asked. */
+json_t *node__mounts_default(struct node_core *core, bool with_kv);
+/* Instantiates the mounts from the stored table (at unseal). */
+int node__mounts_load(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]);
+void node__mounts_unload(struct node_core *core);
+/* Longest-prefix match of path against the mount table; NULL when none. */
+struct node_mount *node__mount_match(struct node_core *core, const char *path);
+
+#endif

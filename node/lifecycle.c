@@ -1,0 +1,865 @@
+/*
+ * The lifecycle endpoints that answer bare JSON (core.md section 2): sys/init, sys/seal-status,
+ * sys/unseal, sys/seal, sys/health, sys/leader; and the init/unseal/seal mechanics behind them.
+ *
+ * Init on a fresh node bootstraps raft as a single voter, waits until this node leads, then
+ * writes in one batch: the seal configuration (plaintext), the root key under the unseal key,
+ * the keyring under the root key, the token salt, the root token entry, the cluster identity
+ * and the mount table. The unseal key is split into Shamir shares (one share = the key itself).
+ * Unseal collects shares (duplicates ignored), combines them at the threshold and opens the
+ * barrier; a wrong combination resets the progress, as Vault does.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lib/crypto.h"
+#include "lib/shamir.h"
+#include "node/barrier.h"
+#include "node/internal.h"
+
+#define CF_LOG_MODULE "core"
+#include "lib/log.h"
+
+#define UNSEAL_KEY_LEN 32
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct node_response *bare(int status, json_t *body)
+{
+    struct node_response *resp = node_response_new();
+    if (resp == NULL || body == NULL) {
+        node_response_free(resp);
+        json_decref(body);
+        return NULL;
+    }
+    resp->status = status;
+    resp->bare = body;
+    return resp;
+}
+
+/* Seal status ------------------------------------------------------------------------- */
+
+static void reset_unseal_progress(struct node_core *core)
+{
+    for (unsigned i = 0; i < core->n_unseal_parts; i++) {
+        cf_secret_free(core->unseal_parts[i]);
+        core->unseal_parts[i] = NULL;
+    }
+    core->n_unseal_parts = 0;
+    core->unseal_nonce[0] = '\0';
+}
+
+static json_t *seal_status_json(struct node_core *core)
+{
+    bool init = node__initialized(core);
+    json_t *j =
+        json_pack("{s:s,s:b,s:b,s:i,s:i,s:i,s:s,s:s,s:s,s:b,s:b,s:s}", "type",
+                  init ? core->seal.type : "shamir", "initialized", init, "sealed", core->sealed,
+                  "t", init ? (int)core->seal.threshold : 0, "n", init ? (int)core->seal.shares : 0,
+                  "progress", (int)core->n_unseal_parts, "nonce", core->unseal_nonce, "version",
+                  COFFER_VERSION, "build_date", "2026-11-22T00:00:00Z", "migration", 0,
+                  "recovery_seal", 0, "storage_type", "raft");
+    if (j != NULL && !core->sealed) {
+        json_object_set_new(j, "cluster_name", json_string(core->cluster_name));
+        json_object_set_new(j, "cluster_id", json_string(core->cluster_id));
+    }
+    return j;
+}
+
+/* Seal ---------------------------------------------------------------------------------- */
+
+void node__seal_now(struct node_core *core)
+{
+    node__mounts_unload(core);
+    if (core->barrier != NULL) {
+        barrier_seal(core->barrier);
+    }
+    cf_cloak_free(core->unseal_key);
+    core->unseal_key = NULL;
+    cf_secret_free(core->token_salt);
+    core->token_salt = NULL;
+    reset_unseal_progress(core);
+    if (!core->sealed) {
+        CF_LOG(CF_LOG_INFO, "sealed");
+    }
+    core->sealed = true;
+}
+
+static void handle_seal(struct node_core *core, struct node_request *req)
+{
+    if (core->sealed) {
+        node_request_done(req, node_response_error(503, "Vault is sealed"));
+        return;
+    }
+    if (req->token == NULL || !node__token_valid(core, req->token)) {
+        node_request_done(req, node_response_error(403, "permission denied"));
+        return;
+    }
+    if (core->inflight > 0) {
+        if (core->pending_seal != NULL) {
+            node_request_done(req, node_response_error(400, "seal already in progress"));
+            return;
+        }
+        core->pending_seal = req; /* answered once in-flight requests drain */
+        return;
+    }
+    node__seal_now(core);
+    node_request_done(req, node_response_new());
+}
+
+/* Unseal -------------------------------------------------------------------------------- */
+
+static int load_after_unseal(struct node_core *core, char errmsg[CF_ERRMSG_SIZE])
+{
+    uint8_t *val = NULL;
+    size_t len = 0;
+    int rv = node__get(core, NODE_KEY_TOKEN_SALT, &val, &len);
+    if (rv != CF_OK) {
+        cf_errmsg_printf(errmsg, "read token salt: %s", cf_strerror(rv));
+        return rv;
+    }
+    core->token_salt = cf_secret_from(val, len);
+    cf_cleanse(val, len);
+    cf_free(val);
+    if (core->token_salt == NULL) {
+        return CF_ENOMEM;
+    }
+    rv = node__get(core, NODE_KEY_CLUSTER, &val, &len);
+    if (rv == CF_OK) {
+        json_t *j = json_loadb((const char *)val, len, 0, NULL);
+        snprintf(core->cluster_name, sizeof(core->cluster_name), "%s",
+                 json_string_value(json_object_get(j, "name")) ?: "");
+        snprintf(core->cluster_id, sizeof(core->cluster_id), "%s",
+                 json_string_value(json_object_get(j, "id")) ?: "");
+        json_decref(j);
+        cf_free(val);
+    }
+    return node__mounts_load(core, errmsg);
+}
+
+int node__unseal_with_key(struct node_core *core,
+                          const uint8_t *key,
+                          size_t len,
+                          char errmsg[CF_ERRMSG_SIZE])
+{
+    const uint8_t *root;
+    const uint8_t *ring;
+    size_t root_len;
+    size_t ring_len;
+    if (node__raw_get(core, NODE_KEY_ROOT, &root, &root_len) != CF_OK ||
+        node__raw_get(core, NODE_KEY_KEYRING, &ring, &ring_len) != CF_OK) {
+        cf_errmsg_printf(errmsg, "stored keys are missing");
+        return CF_ECORRUPT;
+    }
+    int rv = barrier_unseal(core->barrier, key, len, root, root_len, ring, ring_len, errmsg);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    rv = load_after_unseal(core, errmsg);
+    if (rv != CF_OK) {
+        node__seal_now(core);
+        return rv;
+    }
+    core->unseal_key = cf_cloak_new(key, len);
+    if (core->unseal_key == NULL) {
+        node__seal_now(core);
+        return CF_ENOMEM;
+    }
+    core->sealed = false;
+    core->active_since_ns = now_ns();
+    CF_LOG(CF_LOG_INFO, "unsealed cluster=%s", core->cluster_name);
+    return CF_OK;
+}
+
+/* Decodes a share as Vault does: hex first, then standard base64. */
+static int decode_key(const char *s, struct cf_secret **out)
+{
+    size_t slen = strlen(s);
+    uint8_t buf[256];
+    size_t n = 0;
+    if (cf_hex_decode(s, slen, buf, sizeof(buf), &n) == CF_OK) {
+        *out = cf_secret_from(buf, n);
+        cf_cleanse(buf, sizeof(buf));
+        return *out ? CF_OK : CF_ENOMEM;
+    }
+    uint8_t *b = NULL;
+    if (cf_base64_decode(s, slen, &b, &n) != CF_OK) {
+        return CF_EMALFORMED;
+    }
+    *out = cf_secret_from(b, n);
+    cf_cleanse(b, n);
+    cf_free(b);
+    return *out ? CF_OK : CF_ENOMEM;
+}
+
+static void handle_unseal(struct node_core *core, struct node_request *req)
+{
+    if (!node__initialized(core)) {
+        node_request_done(req, node_response_error(400, "Vault is not initialized"));
+        return;
+    }
+    json_t *jreset = json_object_get(req->data, "reset");
+    json_t *jkey = json_object_get(req->data, "key");
+    if (jreset != NULL && !json_is_boolean(jreset)) {
+        node_request_done(req, node_response_error(400, "'reset' must be a boolean"));
+        return;
+    }
+    if (json_is_true(jreset)) {
+        if (!core->sealed) {
+            node_request_done(req, node_response_error(400, "vault is unsealed"));
+            return;
+        }
+        reset_unseal_progress(core);
+        node_request_done(req, bare(200, seal_status_json(core)));
+        return;
+    }
+    if (jkey == NULL || (json_is_string(jkey) && json_string_length(jkey) == 0)) {
+        node_request_done(req, node_response_error(400,
+                                                   "'key' must be specified in request "
+                                                   "body as JSON, or 'reset' set to true"));
+        return;
+    }
+    if (!json_is_string(jkey)) {
+        node_request_done(req, node_response_error(400, "'key' must be a string"));
+        return;
+    }
+    struct cf_secret *key = NULL;
+    int rv = decode_key(json_string_value(jkey), &key);
+    if (rv == CF_EMALFORMED) {
+        node_request_done(req,
+                          node_response_error(400, "'key' must be a valid hex or base64 string"));
+        return;
+    }
+    if (rv != CF_OK) {
+        node_request_done(req, NULL);
+        return;
+    }
+    if (!core->sealed) {
+        cf_secret_free(key);
+        node_request_done(req, bare(200, seal_status_json(core)));
+        return;
+    }
+    if (key->len < 16 || key->len > UNSEAL_KEY_LEN + 1) {
+        cf_secret_free(key);
+        node_request_done(req, node_response_error(400, "unseal failed, invalid key"));
+        return;
+    }
+    for (unsigned i = 0; i < core->n_unseal_parts; i++) {
+        const struct cf_secret *p = core->unseal_parts[i];
+        if (p->len == key->len && cf_ct_equal(p->data, key->data, key->len)) {
+            cf_secret_free(key); /* the same share twice does not count */
+            node_request_done(req, bare(200, seal_status_json(core)));
+            return;
+        }
+    }
+    if (core->n_unseal_parts == 0) {
+        cf_uuid_v4(core->unseal_nonce);
+    }
+    core->unseal_parts[core->n_unseal_parts++] = key;
+    if (core->n_unseal_parts < core->seal.threshold) {
+        node_request_done(req, bare(200, seal_status_json(core)));
+        return;
+    }
+
+    struct cf_secret *combined = NULL;
+    char errmsg[CF_ERRMSG_SIZE] = "";
+    if (core->seal.threshold == 1) {
+        combined = cf_secret_from(core->unseal_parts[0]->data, core->unseal_parts[0]->len);
+        rv = combined ? CF_OK : CF_ENOMEM;
+    } else {
+        const uint8_t *parts[NODE_MAX_SHARES];
+        size_t plen = core->unseal_parts[0]->len;
+        rv = CF_OK;
+        for (unsigned i = 0; i < core->n_unseal_parts; i++) {
+            parts[i] = core->unseal_parts[i]->data;
+            if (core->unseal_parts[i]->len != plen) {
+                rv = CF_EINVAL;
+            }
+        }
+        if (rv == CF_OK) {
+            rv = cf_shamir_combine(parts, plen, core->n_unseal_parts, &combined);
+        }
+    }
+    reset_unseal_progress(core);
+    if (rv == CF_OK) {
+        rv = node__unseal_with_key(core, combined->data, combined->len, errmsg);
+    }
+    cf_secret_free(combined);
+    if (rv == CF_EAUTH || rv == CF_EINVAL) {
+        node_request_done(req, node_response_error(400, "unseal failed, invalid key"));
+        return;
+    }
+    if (rv != CF_OK) {
+        CF_LOG(CF_LOG_ERROR, "unseal failed: %s", errmsg);
+        node_request_done(req, node_response_error(500, "unseal failed: %s", errmsg));
+        return;
+    }
+    node_request_done(req, bare(200, seal_status_json(core)));
+}
+
+/* Init ---------------------------------------------------------------------------------- */
+
+struct init_op
+{
+    struct node_core *core;
+    unsigned shares;
+    unsigned threshold;
+    char root_token[129];
+    struct cf_secret *unseal_key;
+    node_init_cb cb;
+    void *arg;
+};
+
+static void init_op_free(struct init_op *op)
+{
+    cf_secret_free(op->unseal_key);
+    cf_cleanse(op->root_token, sizeof(op->root_token));
+    cf_free(op);
+}
+
+static void init_fail(struct init_op *op, int status, const char *msg)
+{
+    struct node_core *core = op->core;
+    core->initializing = false;
+    barrier_seal(core->barrier);
+    op->cb(core, op->arg, status, NULL, NULL, NULL, msg);
+    init_op_free(op);
+}
+
+static int split_keys(struct init_op *op, json_t **hex_out, json_t **b64_out)
+{
+    json_t *hex = json_array();
+    json_t *b64 = json_array();
+    struct cf_secret **shares = NULL;
+    int rv = (hex && b64) ? CF_OK : CF_ENOMEM;
+    if (rv == CF_OK && op->shares > 1) {
+        rv = cf_shamir_split(op->unseal_key->data, op->unseal_key->len, op->shares, op->threshold,
+                             &shares);
+    }
+    for (unsigned i = 0; rv == CF_OK && i < op->shares; i++) {
+        const struct cf_secret *s = shares ? shares[i] : op->unseal_key;
+        char h[2 * (UNSEAL_KEY_LEN + 1) + 1];
+        cf_hex_encode(s->data, s->len, h);
+        char *b = cf_base64_encode(s->data, s->len);
+        if (b == NULL) {
+            rv = CF_ENOMEM;
+            break;
+        }
+        json_array_append_new(hex, json_string(h));
+        json_array_append_new(b64, json_string(b));
+        cf_cleanse(h, sizeof(h));
+        cf_cleanse(b, strlen(b));
+        cf_free(b);
+    }
+    if (shares != NULL) {
+        cf_shamir_free_shares(shares, op->shares);
+    }
+    if (rv != CF_OK) {
+        json_decref(hex);
+        json_decref(b64);
+        return rv;
+    }
+    *hex_out = hex;
+    *b64_out = b64;
+    return CF_OK;
+}
+
+static void init_committed_cb(void *arg, int status)
+{
+    struct init_op *op = arg;
+    struct node_core *core = op->core;
+    if (status != CF_OK) {
+        init_fail(op, status, "write the initial state to storage");
+        return;
+    }
+    node__load_seal_config(core);
+    json_t *hex = NULL;
+    json_t *b64 = NULL;
+    int rv = split_keys(op, &hex, &b64);
+    core->initializing = false;
+    /* Shamir: the node stays sealed after init. */
+    barrier_seal(core->barrier);
+    if (rv != CF_OK) {
+        op->cb(core, op->arg, rv, NULL, NULL, NULL, "split the unseal key");
+    } else {
+        CF_LOG(CF_LOG_INFO, "initialized shares=%u threshold=%u", op->shares, op->threshold);
+        op->cb(core, op->arg, CF_OK, hex, b64, op->root_token, NULL);
+    }
+    json_decref(hex);
+    json_decref(b64);
+    init_op_free(op);
+}
+
+static int put_json(struct node_core *core, struct rft_batch *b, const char *key, json_t *j)
+{
+    if (j == NULL) {
+        return CF_ENOMEM;
+    }
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (s == NULL) {
+        return CF_ENOMEM;
+    }
+    int rv = node__batch_put(core, b, key, (const uint8_t *)s, strlen(s));
+    cf_free(s);
+    return rv;
+}
+
+static int build_init_batch(struct init_op *op, struct rft_batch *b, char *errmsg)
+{
+    struct node_core *core = op->core;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    int rv = barrier_generate(core->barrier, errmsg);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    json_t *sc = json_pack("{s:s,s:i,s:i}", "type", "shamir", "secret_shares", (int)op->shares,
+                           "secret_threshold", (int)op->threshold);
+    char *scs = sc ? json_dumps(sc, JSON_COMPACT) : NULL;
+    json_decref(sc);
+    rv =
+        scs ? rft_batch_put(b, NODE_KEY_SEAL_CONFIG, (const uint8_t *)scs, strlen(scs)) : CF_ENOMEM;
+    cf_free(scs);
+    if (rv == CF_OK) {
+        rv = barrier_seal_root(core->barrier, op->unseal_key->data, op->unseal_key->len, &blob,
+                               &len);
+    }
+    if (rv == CF_OK) {
+        rv = rft_batch_put(b, NODE_KEY_ROOT, blob, len);
+        CF_FREE(blob);
+    }
+    if (rv == CF_OK) {
+        rv = barrier_encode_keyring(core->barrier, &blob, &len);
+    }
+    if (rv == CF_OK) {
+        rv = rft_batch_put(b, NODE_KEY_KEYRING, blob, len);
+        CF_FREE(blob);
+    }
+    uint8_t salt[32];
+    if (rv == CF_OK) {
+        rv = cf_random(salt, sizeof(salt));
+    }
+    if (rv == CF_OK) {
+        rv = node__batch_put(core, b, NODE_KEY_TOKEN_SALT, salt, sizeof(salt));
+    }
+    char tkey[128];
+    if (rv == CF_OK) {
+        struct cf_secret s = {.data = salt, .len = sizeof(salt)};
+        rv = node__token_key(&s, op->root_token, tkey);
+    }
+    cf_cleanse(salt, sizeof(salt));
+    char accessor[29];
+    if (rv == CF_OK) {
+        rv = node__token_generate(accessor);
+    }
+    if (rv == CF_OK) {
+        rv = put_json(core, b, tkey,
+                      json_pack("{s:s,s:[s],s:s,s:s,s:I}", "accessor", accessor + 4, "policies",
+                                "root", "path", "auth/token/root", "display_name", "root",
+                                "creation_time", (json_int_t)(now_ns() / 1000000000)));
+    }
+    char cid[37];
+    uint8_t r[4];
+    char rh[9];
+    if (rv == CF_OK && cf_uuid_v4(cid) == CF_OK && cf_random(r, sizeof(r)) == CF_OK) {
+        char name[64];
+        cf_hex_encode(r, sizeof(r), rh);
+        snprintf(name, sizeof(name), "vault-cluster-%s", rh);
+        rv = put_json(core, b, NODE_KEY_CLUSTER, json_pack("{s:s,s:s}", "name", name, "id", cid));
+    }
+    if (rv == CF_OK) {
+        rv = put_json(core, b, NODE_KEY_MOUNTS,
+                      node__mounts_default(core, core->cfg.mount_kv_at_secret));
+    }
+    return rv;
+}
+
+static void init_write(struct init_op *op)
+{
+    struct node_core *core = op->core;
+    char errmsg[CF_ERRMSG_SIZE] = "";
+    if (node__initialized(core)) {
+        init_fail(op, CF_EEXIST, "Vault is already initialized");
+        return;
+    }
+    struct rft_batch *b = rft_batch_new();
+    int rv = b ? build_init_batch(op, b, errmsg) : CF_ENOMEM;
+    if (rv != CF_OK) {
+        rft_batch_free(b);
+        init_fail(op, rv, errmsg[0] ? errmsg : cf_strerror(rv));
+        return;
+    }
+    node__commit(core, b, init_committed_cb, op);
+}
+
+static void init_storage_ready(struct node_core *core)
+{
+    struct init_op *op = core->pending_init;
+    core->pending_init = NULL;
+    if (op != NULL) {
+        init_write(op);
+    }
+}
+
+void node__initialize(struct node_core *core,
+                      unsigned shares,
+                      unsigned threshold,
+                      const char *root_token_id,
+                      node_init_cb cb,
+                      void *arg)
+{
+    struct init_op *op = cf_calloc(1, sizeof(*op));
+    if (op == NULL) {
+        cb(core, arg, CF_ENOMEM, NULL, NULL, NULL, "out of memory");
+        return;
+    }
+    op->core = core;
+    op->shares = shares;
+    op->threshold = threshold;
+    op->cb = cb;
+    op->arg = arg;
+    int rv = CF_OK;
+    if (root_token_id != NULL && root_token_id[0] != '\0') {
+        snprintf(op->root_token, sizeof(op->root_token), "%s", root_token_id);
+    } else {
+        rv = node__token_generate(op->root_token);
+    }
+    op->unseal_key = cf_secret_new(UNSEAL_KEY_LEN);
+    if (rv != CF_OK || op->unseal_key == NULL ||
+        cf_random(op->unseal_key->data, UNSEAL_KEY_LEN) != CF_OK) {
+        cb(core, arg, CF_ECRYPTO, NULL, NULL, NULL, "generate keys");
+        init_op_free(op);
+        return;
+    }
+    core->initializing = true;
+    if (core->storage_ready) {
+        init_write(op);
+        return;
+    }
+    char errmsg[CF_ERRMSG_SIZE] = "";
+    if (!rft_store_bootstrapped(core->store)) {
+        rv = rft_store_bootstrap(core->store, errmsg);
+        if (rv != CF_OK) {
+            init_fail(op, rv, errmsg);
+            return;
+        }
+    }
+    core->pending_init = op;
+    core->on_storage_ready = init_storage_ready;
+    if (!core->started) {
+        rv = node__start_store(core, errmsg);
+        if (rv != CF_OK) {
+            core->pending_init = NULL;
+            core->on_storage_ready = NULL;
+            init_fail(op, rv, errmsg);
+        }
+    }
+}
+
+static void init_http_cb(struct node_core *core,
+                         void *arg,
+                         int status,
+                         json_t *keys_hex,
+                         json_t *keys_b64,
+                         const char *root_token,
+                         const char *errmsg)
+{
+    struct node_request *req = arg;
+    (void)core;
+    if (status == CF_EEXIST) {
+        node_request_done(req, node_response_error(400, "Vault is already initialized"));
+        return;
+    }
+    if (status != CF_OK) {
+        CF_LOG(CF_LOG_ERROR, "init failed: %s", errmsg ? errmsg : cf_strerror(status));
+        node_request_done(req, node_response_error(500, "failed to initialize: %s",
+                                                   errmsg ? errmsg : cf_strerror(status)));
+        return;
+    }
+    node_request_done(req, bare(200, json_pack("{s:O,s:O,s:s}", "keys", keys_hex, "keys_base64",
+                                               keys_b64, "root_token", root_token)));
+}
+
+static int get_uint_field(json_t *data, const char *name, int *out, char *msg, size_t msglen)
+{
+    json_t *v = json_object_get(data, name);
+    if (v == NULL || json_is_null(v)) {
+        *out = 0;
+        return CF_OK;
+    }
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v) > 100000 ? 100000 : (int)json_integer_value(v);
+        if (json_integer_value(v) < -100000) {
+            *out = -100000;
+        }
+        return CF_OK;
+    }
+    snprintf(msg, msglen, "failed to parse JSON input: %s must be an integer", name);
+    return CF_EINVAL;
+}
+
+static void handle_init(struct node_core *core, struct node_request *req)
+{
+    if (req->op == NODE_OP_READ) {
+        node_request_done(req,
+                          bare(200, json_pack("{s:b}", "initialized", node__initialized(core))));
+        return;
+    }
+    if (node__initialized(core) || core->initializing) {
+        node_request_done(req, node_response_error(400, "Vault is already initialized"));
+        return;
+    }
+    char msg[256] = "";
+    int shares;
+    int threshold;
+    int rshares;
+    int rthreshold;
+    if (get_uint_field(req->data, "secret_shares", &shares, msg, sizeof(msg)) != CF_OK ||
+        get_uint_field(req->data, "secret_threshold", &threshold, msg, sizeof(msg)) != CF_OK ||
+        get_uint_field(req->data, "recovery_shares", &rshares, msg, sizeof(msg)) != CF_OK ||
+        get_uint_field(req->data, "recovery_threshold", &rthreshold, msg, sizeof(msg)) != CF_OK) {
+        node_request_done(req, node_response_error(400, "%s", msg));
+        return;
+    }
+    json_t *pgp = json_object_get(req->data, "pgp_keys");
+    if (rshares != 0 || rthreshold != 0) {
+        snprintf(msg, sizeof(msg),
+                 "parameters recovery_shares,recovery_threshold not applicable "
+                 "to seal type shamir");
+    } else if (shares < 1) {
+        snprintf(msg, sizeof(msg), "shares must be at least one");
+    } else if (threshold < 1) {
+        snprintf(msg, sizeof(msg), "threshold must be at least one");
+    } else if (shares > 1 && threshold == 1) {
+        snprintf(msg, sizeof(msg), "threshold must be greater than one for multiple shares");
+    } else if (shares > 255) {
+        snprintf(msg, sizeof(msg), "shares must be less than 256");
+    } else if (threshold > shares) {
+        snprintf(msg, sizeof(msg), "threshold cannot be larger than shares");
+    } else if (pgp != NULL && !json_is_null(pgp) && json_array_size(pgp) > 0) {
+        if (json_array_size(pgp) != (size_t)shares) {
+            snprintf(msg, sizeof(msg),
+                     "count mismatch between number of provided PGP keys and "
+                     "number of shares");
+        } else {
+            snprintf(msg, sizeof(msg), "pgp_keys are not supported by this server");
+        }
+    } else if (json_object_get(req->data, "root_token_pgp_key") != NULL &&
+               json_string_length(json_object_get(req->data, "root_token_pgp_key")) > 0) {
+        snprintf(msg, sizeof(msg), "root_token_pgp_key is not supported by this server");
+    }
+    if (msg[0] != '\0') {
+        node_request_done(req, node_response_error(400, "%s", msg));
+        return;
+    }
+    node__initialize(core, (unsigned)shares, (unsigned)threshold, NULL, init_http_cb, req);
+}
+
+/* Health and leader --------------------------------------------------------------------- */
+
+static int query_code(struct node_request *req, const char *name, int def, bool *bad)
+{
+    json_t *v = json_object_get(req->data, name);
+    if (v == NULL) {
+        return def;
+    }
+    const char *s = json_string_value(v);
+    char *end = NULL;
+    long n = s ? strtol(s, &end, 10) : 0;
+    if (s == NULL || *s == '\0' || *end != '\0' || n < 1 || n > 999) {
+        *bad = true;
+        return def;
+    }
+    return (int)n;
+}
+
+static bool query_bool(struct node_request *req, const char *name, bool *bad)
+{
+    json_t *v = json_object_get(req->data, name);
+    if (v == NULL) {
+        return false;
+    }
+    const char *s = json_string_value(v);
+    if (s == NULL) {
+        *bad = true;
+        return false;
+    }
+    if (*s == '\0' || strcasecmp(s, "true") == 0 || strcmp(s, "1") == 0 || strcmp(s, "t") == 0) {
+        return true;
+    }
+    if (strcasecmp(s, "false") == 0 || strcmp(s, "0") == 0 || strcmp(s, "f") == 0) {
+        return false;
+    }
+    *bad = true;
+    return false;
+}
+
+static void handle_health(struct node_core *core, struct node_request *req)
+{
+    bool bad = false;
+    int active = query_code(req, "activecode", 200, &bad);
+    int standby = query_code(req, "standbycode", 429, &bad);
+    (void)query_code(req, "drsecondarycode", 472, &bad);
+    (void)query_code(req, "performancestandbycode", 473, &bad);
+    int sealed = query_code(req, "sealedcode", 503, &bad);
+    int uninit = query_code(req, "uninitcode", 501, &bad);
+    bool standbyok = query_bool(req, "standbyok", &bad);
+    (void)query_bool(req, "perfstandbyok", &bad);
+    if (bad) {
+        node_request_done(req, node_response_error(400, NULL));
+        return;
+    }
+    bool init = node__initialized(core);
+    bool is_standby = false; /* single node: the active node (HA arrives with clustering) */
+    int code = !init          ? uninit
+               : core->sealed ? sealed
+               : is_standby   ? (standbyok ? active : standby)
+                              : active;
+    json_t *j = json_pack("{s:b,s:b,s:b,s:b,s:s,s:s,s:I,s:s,s:b}", "initialized", init, "sealed",
+                          core->sealed, "standby", is_standby, "performance_standby", 0,
+                          "replication_performance_mode", "disabled", "replication_dr_mode",
+                          "disabled", "server_time_utc", (json_int_t)time(NULL), "version",
+                          COFFER_VERSION, "enterprise", 0);
+    if (j != NULL && !core->sealed) {
+        json_object_set_new(j, "cluster_name", json_string(core->cluster_name));
+        json_object_set_new(j, "cluster_id", json_string(core->cluster_id));
+    }
+    node_request_done(req, bare(code, j));
+}
+
+static void handle_leader(struct node_core *core, struct node_request *req)
+{
+    if (core->sealed) {
+        node_request_done(req, node_response_error(503, "Vault is sealed"));
+        return;
+    }
+    char when[64];
+    time_t secs = (time_t)(core->active_since_ns / 1000000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (long)(core->active_since_ns % 1000000000));
+    json_t *j = json_pack("{s:b,s:b,s:s,s:s,s:s,s:b,s:i,s:i,s:I,s:I}", "ha_enabled", 1, "is_self",
+                          1, "active_time", when, "leader_address", core->api_addr,
+                          "leader_cluster_address", core->cluster_addr, "performance_standby", 0,
+                          "performance_standby_last_remote_wal", 0, "last_wal", 0,
+                          "raft_committed_index", (json_int_t)rft_store_commit_index(core->store),
+                          "raft_applied_index", (json_int_t)rft_store_applied_index(core->store));
+    node_request_done(req, bare(200, j));
+}
+
+/* Dispatch ------------------------------------------------------------------------------ */
+
+static void method_not_allowed(struct node_request *req)
+{
+    node_request_done(req, node_response_error(405, "unsupported operation"));
+}
+
+bool node__lifecycle_handle(struct node_core *core, struct node_request *req)
+{
+    const char *p = req->path;
+    bool write = req->op == NODE_OP_UPDATE || req->op == NODE_OP_CREATE;
+    if (strcmp(p, "sys/init") == 0) {
+        if (req->op != NODE_OP_READ && !write) {
+            method_not_allowed(req);
+        } else {
+            handle_init(core, req);
+        }
+    } else if (strcmp(p, "sys/seal-status") == 0) {
+        if (req->op != NODE_OP_READ) {
+            method_not_allowed(req);
+        } else {
+            node_request_done(req, bare(200, seal_status_json(core)));
+        }
+    } else if (strcmp(p, "sys/unseal") == 0) {
+        if (!write) {
+            method_not_allowed(req);
+        } else {
+            handle_unseal(core, req);
+        }
+    } else if (strcmp(p, "sys/seal") == 0) {
+        if (!write) {
+            method_not_allowed(req);
+        } else {
+            handle_seal(core, req);
+        }
+    } else if (strcmp(p, "sys/health") == 0) {
+        if (req->op != NODE_OP_READ) {
+            method_not_allowed(req);
+        } else {
+            handle_health(core, req);
+        }
+    } else if (strcmp(p, "sys/leader") == 0) {
+        if (req->op != NODE_OP_READ) {
+            method_not_allowed(req);
+        } else {
+            handle_leader(core, req);
+        }
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Dev mode ------------------------------------------------------------------------------ */
+
+struct dev_op
+{
+    node_core_dev_cb cb;
+    void *arg;
+};
+
+static void dev_init_cb(struct node_core *core,
+                        void *arg,
+                        int status,
+                        json_t *keys_hex,
+                        json_t *keys_b64,
+                        const char *root_token,
+                        const char *errmsg)
+{
+    struct dev_op *op = arg;
+    (void)keys_hex;
+    if (status != CF_OK) {
+        op->cb(op->arg, status, NULL, NULL, errmsg);
+        cf_free(op);
+        return;
+    }
+    const char *b64 = json_string_value(json_array_get(keys_b64, 0));
+    uint8_t *key = NULL;
+    size_t len = 0;
+    char msg[CF_ERRMSG_SIZE] = "";
+    int rv = cf_base64_decode(b64, strlen(b64), &key, &len);
+    if (rv == CF_OK) {
+        rv = node__unseal_with_key(core, key, len, msg);
+    }
+    if (key != NULL) {
+        cf_cleanse(key, len);
+        cf_free(key);
+    }
+    op->cb(op->arg, rv, b64, root_token, rv == CF_OK ? NULL : msg);
+    cf_free(op);
+}
+
+void node_core_dev_init(struct node_core *core,
+                        const char *root_token_id,
+                        node_core_dev_cb cb,
+                        void *arg)
+{
+    struct dev_op *op = cf_calloc(1, sizeof(*op));
+    if (op == NULL) {
+        cb(arg, CF_ENOMEM, NULL, NULL, "out of memory");
+        return;
+    }
+    op->cb = cb;
+    op->arg = arg;
+    node__initialize(core, 1, 1, root_token_id, dev_init_cb, op);
+}

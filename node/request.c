@@ -1,0 +1,130 @@
+/* Request and response objects shared by the core, the engines and the API layer. */
+#include "node/engine.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/crypto.h"
+#include "lib/mem.h"
+
+const char *node_op_name(enum node_op op)
+{
+    switch (op) {
+        case NODE_OP_READ:
+            return "read";
+        case NODE_OP_CREATE:
+            return "create";
+        case NODE_OP_UPDATE:
+            return "update";
+        case NODE_OP_DELETE:
+            return "delete";
+        case NODE_OP_LIST:
+            return "list";
+        case NODE_OP_PATCH:
+            return "patch";
+    }
+    return "unknown";
+}
+
+struct node_response *node_response_new(void)
+{
+    return cf_calloc(1, sizeof(struct node_response));
+}
+
+void node_response_free(struct node_response *resp)
+{
+    if (resp == NULL) {
+        return;
+    }
+    json_decref(resp->data);
+    json_decref(resp->warnings);
+    json_decref(resp->auth);
+    json_decref(resp->errors);
+    json_decref(resp->bare);
+    cf_free(resp->lease_id);
+    cf_free(resp->raw_content_type);
+    cf_free(resp->raw_body);
+    cf_free(resp);
+}
+
+struct node_response *node_response_error(int status, const char *fmt, ...)
+{
+    struct node_response *resp = node_response_new();
+    if (resp == NULL) {
+        return NULL;
+    }
+    resp->status = status;
+    resp->errors = json_array();
+    if (resp->errors == NULL) {
+        node_response_free(resp);
+        return NULL;
+    }
+    if (fmt != NULL) {
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (json_array_append_new(resp->errors, json_string(msg)) != 0) {
+            node_response_free(resp);
+            return NULL;
+        }
+    }
+    return resp;
+}
+
+struct node_response *node_response_not_found(void)
+{
+    return node_response_error(404, NULL);
+}
+
+struct node_response *node_response_data(json_t *data)
+{
+    struct node_response *resp = node_response_new();
+    if (resp == NULL) {
+        json_decref(data);
+        return NULL;
+    }
+    resp->data = data;
+    return resp;
+}
+
+struct node_request *node_request_new(enum node_op op, char *path, json_t *data)
+{
+    struct node_request *req = cf_calloc(1, sizeof(*req));
+    if (data == NULL) {
+        data = json_object();
+    }
+    if (req == NULL || data == NULL || path == NULL || cf_uuid_v4(req->request_id) != CF_OK) {
+        cf_free(req);
+        cf_free(path);
+        json_decref(data);
+        return NULL;
+    }
+    req->op = op;
+    req->path = path;
+    req->data = data;
+    req->wants_body = true;
+    return req;
+}
+
+void node_request_free(struct node_request *req)
+{
+    if (req == NULL) {
+        return;
+    }
+    cf_free(req->path);
+    json_decref(req->data);
+    if (req->token != NULL) {
+        cf_cleanse(req->token, strlen(req->token));
+        cf_free(req->token);
+    }
+    cf_free(req->remote_addr);
+    cf_free(req);
+}
+
+void node_request_done(struct node_request *req, struct node_response *resp)
+{
+    req->done_cb(req, resp);
+}

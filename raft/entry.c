@@ -1,0 +1,286 @@
+/*
+ * Batches and the msgpack codec of log entries. Encoding uses msgpack-c's packer on a cf_buf;
+ * decoding walks msgpack-c's unpacked object tree and copies keys and values out, refusing any
+ * shape it does not expect (unknown fields, wrong types, non-string keys, trailing bytes).
+ */
+#include "raft/entry.h"
+
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "lib/mem.h"
+#include "raft/store.h"
+
+#define MAX_KEY_LEN 4096
+
+/* Batch builders (declared in raft/store.h) ------------------------------------------------ */
+
+struct rft_batch *rft_batch_new(void)
+{
+    return cf_calloc(1, sizeof(struct rft_batch));
+}
+
+void rft_batch_free(struct rft_batch *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        cf_free(b->ops[i].key);
+        cf_free(b->ops[i].val);
+    }
+    cf_free(b->ops);
+    cf_free(b);
+}
+
+size_t rft_batch_count(const struct rft_batch *b)
+{
+    return b->n;
+}
+
+static int add_op(struct rft_batch *b,
+                  enum rft_op_code code,
+                  const char *key,
+                  const uint8_t *val,
+                  size_t len,
+                  uint64_t version)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4;
+        struct rft_op *ops = cf_realloc(b->ops, cap * sizeof(*ops));
+        if (ops == NULL) {
+            return CF_ENOMEM;
+        }
+        b->ops = ops;
+        b->cap = cap;
+    }
+    struct rft_op *op = &b->ops[b->n];
+    memset(op, 0, sizeof(*op));
+    op->code = code;
+    op->key = cf_strdup(key);
+    if (op->key == NULL) {
+        return CF_ENOMEM;
+    }
+    if (code == RFT_OP_PUT || code == RFT_OP_PUT_IF_VERSION) {
+        op->val = cf_memdup(val, len);
+        if (op->val == NULL) {
+            cf_free(op->key);
+            return CF_ENOMEM;
+        }
+        op->len = len;
+    }
+    op->version = version;
+    b->bytes += strlen(key) + len + 24;
+    b->n++;
+    return CF_OK;
+}
+
+int rft_batch_put(struct rft_batch *b, const char *key, const uint8_t *val, size_t len)
+{
+    return add_op(b, RFT_OP_PUT, key, val, len, 0);
+}
+
+int rft_batch_delete(struct rft_batch *b, const char *key)
+{
+    return add_op(b, RFT_OP_DELETE, key, NULL, 0, 0);
+}
+
+int rft_batch_delete_prefix(struct rft_batch *b, const char *prefix)
+{
+    return add_op(b, RFT_OP_DELETE_PREFIX, prefix, NULL, 0, 0);
+}
+
+int rft_batch_delete_if_present(struct rft_batch *b, const char *key)
+{
+    return add_op(b, RFT_OP_DELETE_IF_PRESENT, key, NULL, 0, 0);
+}
+
+int rft_batch_put_if_version(struct rft_batch *b,
+                             const char *key,
+                             const uint8_t *val,
+                             size_t len,
+                             uint64_t version)
+{
+    return add_op(b, RFT_OP_PUT_IF_VERSION, key, val, len, version);
+}
+
+/* Encoding ---------------------------------------------------------------------------------- */
+
+static int buf_write(void *data, const char *p, size_t n)
+{
+    return cf_buf_append(data, p, n) == CF_OK ? 0 : -1;
+}
+
+int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, buf_write);
+    int err = 0;
+    err |= msgpack_pack_array(&pk, 3);
+    err |= msgpack_pack_uint32(&pk, RFT_ENTRY_FORMAT);
+    err |= msgpack_pack_uint32(&pk, RFT_ENTRY_GROUP);
+    err |= msgpack_pack_array(&pk, (uint32_t)n);
+    for (size_t i = 0; i < n && err == 0; i++) {
+        const struct rft_batch *b = batches[i];
+        err |= msgpack_pack_array(&pk, (uint32_t)b->n);
+        for (size_t j = 0; j < b->n && err == 0; j++) {
+            const struct rft_op *op = &b->ops[j];
+            size_t klen = strlen(op->key);
+            switch (op->code) {
+                case RFT_OP_PUT:
+                    err |= msgpack_pack_array(&pk, 3);
+                    break;
+                case RFT_OP_PUT_IF_VERSION:
+                    err |= msgpack_pack_array(&pk, 4);
+                    break;
+                case RFT_OP_DELETE:
+                case RFT_OP_DELETE_PREFIX:
+                case RFT_OP_DELETE_IF_PRESENT:
+                    err |= msgpack_pack_array(&pk, 2);
+                    break;
+            }
+            err |= msgpack_pack_uint32(&pk, (uint32_t)op->code);
+            err |= msgpack_pack_str(&pk, klen);
+            err |= msgpack_pack_str_body(&pk, op->key, klen);
+            if (op->code == RFT_OP_PUT || op->code == RFT_OP_PUT_IF_VERSION) {
+                err |= msgpack_pack_bin(&pk, op->len);
+                err |= msgpack_pack_bin_body(&pk, op->val, op->len);
+            }
+            if (op->code == RFT_OP_PUT_IF_VERSION) {
+                err |= msgpack_pack_uint64(&pk, op->version);
+            }
+        }
+    }
+    return err == 0 ? CF_OK : CF_ENOMEM;
+}
+
+/* Decoding ---------------------------------------------------------------------------------- */
+
+static bool get_uint(const msgpack_object *o, uint64_t *v)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        return false;
+    }
+    *v = o->via.u64;
+    return true;
+}
+
+static int decode_op(const msgpack_object *o, struct rft_batch *b)
+{
+    uint64_t code;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 2 ||
+        !get_uint(&o->via.array.ptr[0], &code)) {
+        return CF_EMALFORMED;
+    }
+    const msgpack_object *a = o->via.array.ptr;
+    uint32_t size = o->via.array.size;
+    const msgpack_object *k = &a[1];
+    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0 || k->via.str.size > MAX_KEY_LEN ||
+        memchr(k->via.str.ptr, '\0', k->via.str.size) != NULL) {
+        return CF_EMALFORMED;
+    }
+    char key[MAX_KEY_LEN + 1];
+    memcpy(key, k->via.str.ptr, k->via.str.size);
+    key[k->via.str.size] = '\0';
+    switch (code) {
+        case RFT_OP_PUT:
+        case RFT_OP_PUT_IF_VERSION: {
+            uint64_t version = 0;
+            bool conditional = code == RFT_OP_PUT_IF_VERSION;
+            if (size != (conditional ? 4u : 3u) || a[2].type != MSGPACK_OBJECT_BIN ||
+                (conditional && !get_uint(&a[3], &version))) {
+                return CF_EMALFORMED;
+            }
+            return add_op(b, (enum rft_op_code)code, key, (const uint8_t *)a[2].via.bin.ptr,
+                          a[2].via.bin.size, version);
+        }
+        case RFT_OP_DELETE:
+        case RFT_OP_DELETE_PREFIX:
+        case RFT_OP_DELETE_IF_PRESENT:
+            if (size != 2) {
+                return CF_EMALFORMED;
+            }
+            return add_op(b, (enum rft_op_code)code, key, NULL, 0, 0);
+        default:
+            return CF_EMALFORMED;
+    }
+}
+
+int rft_entry_decode(const uint8_t *p,
+                     size_t len,
+                     struct rft_batch ***out,
+                     size_t *n_out,
+                     uint64_t *format_out)
+{
+    msgpack_unpacked u;
+    size_t off = 0;
+    msgpack_unpacked_init(&u);
+    struct rft_batch **batches = NULL;
+    size_t n = 0;
+    int rv = CF_EMALFORMED;
+    *format_out = 0;
+    if (msgpack_unpack_next(&u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        off != len) {
+        goto out;
+    }
+    const msgpack_object *root = &u.data;
+    uint64_t format;
+    uint64_t type;
+    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 3 ||
+        !get_uint(&root->via.array.ptr[0], &format)) {
+        goto out;
+    }
+    *format_out = format;
+    if (format != RFT_ENTRY_FORMAT) {
+        rv = CF_EVERSION;
+        goto out;
+    }
+    if (!get_uint(&root->via.array.ptr[1], &type)) {
+        goto out;
+    }
+    if (type != RFT_ENTRY_GROUP) {
+        rv = CF_EVERSION;
+        goto out;
+    }
+    const msgpack_object *g = &root->via.array.ptr[2];
+    if (g->type != MSGPACK_OBJECT_ARRAY) {
+        goto out;
+    }
+    batches = cf_calloc(g->via.array.size ? g->via.array.size : 1, sizeof(*batches));
+    if (batches == NULL) {
+        rv = CF_ENOMEM;
+        goto out;
+    }
+    for (uint32_t i = 0; i < g->via.array.size; i++) {
+        const msgpack_object *bo = &g->via.array.ptr[i];
+        if (bo->type != MSGPACK_OBJECT_ARRAY) {
+            goto out;
+        }
+        batches[n] = rft_batch_new();
+        if (batches[n] == NULL) {
+            rv = CF_ENOMEM;
+            goto out;
+        }
+        n++;
+        for (uint32_t j = 0; j < bo->via.array.size; j++) {
+            int orv = decode_op(&bo->via.array.ptr[j], batches[n - 1]);
+            if (orv != CF_OK) {
+                rv = orv;
+                goto out;
+            }
+        }
+    }
+    *out = batches;
+    *n_out = n;
+    batches = NULL;
+    n = 0;
+    rv = CF_OK;
+out:
+    for (size_t i = 0; i < n; i++) {
+        rft_batch_free(batches[i]);
+    }
+    cf_free(batches);
+    msgpack_unpacked_destroy(&u);
+    return rv;
+}

@@ -1,0 +1,58 @@
+/*
+ * Raft log entries (docs/formats/raft-entries.md): msgpack [format_version, type, payload].
+ * The main type is GROUP: a list of batches, each an atomic list of operations. This module
+ * builds batches, encodes groups and decodes them back; apply semantics live in store.c.
+ */
+#ifndef CF_RAFT_ENTRY_H_
+#define CF_RAFT_ENTRY_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+#include "lib/err.h"
+
+#define RFT_ENTRY_FORMAT 1 /* highest entry format this build reads and writes */
+
+enum rft_entry_type {
+    RFT_ENTRY_GROUP = 1,
+};
+
+enum rft_op_code {
+    RFT_OP_PUT = 1,
+    RFT_OP_DELETE = 2,
+    RFT_OP_DELETE_PREFIX = 3,
+    RFT_OP_DELETE_IF_PRESENT = 4,
+    RFT_OP_PUT_IF_VERSION = 5,
+};
+
+struct rft_op
+{
+    enum rft_op_code code;
+    char *key;    /* owned */
+    uint8_t *val; /* owned; PUT and PUT_IF_VERSION */
+    size_t len;
+    uint64_t version; /* PUT_IF_VERSION: expected version, 0 = absent */
+};
+
+struct rft_batch
+{
+    struct rft_op *ops; /* owned */
+    size_t n;
+    size_t cap;
+    size_t bytes; /* approximate encoded size */
+};
+
+/* Encodes batches as one GROUP entry into out. */
+int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *out);
+
+/* Decodes a GROUP entry into a new array of batches (free each with rft_batch_free and the
+ * array with cf_free). CF_EVERSION for an unknown format version or type (*format_out tells
+ * the version found), CF_EMALFORMED for anything else that is wrong. */
+int rft_entry_decode(const uint8_t *p,
+                     size_t len,
+                     struct rft_batch ***out,
+                     size_t *n_out,
+                     uint64_t *format_out);
+
+#endif

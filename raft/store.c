@@ -1,0 +1,978 @@
+/*
+ * The replicated store (store.h): libraft with its libuv disk backend, an FSM over the
+ * persistent map of fsm.c, and write grouping.
+ *
+ * Writes: rft_store_apply queues the request; a uv_check handle (runs once per loop turn,
+ * after I/O callbacks) encodes every queued batch into one GROUP entry, capped near 1 MiB, and
+ * hands it to raft_apply. libraft appends (one fsync for the whole group), commits and calls
+ * the FSM, which applies the batches in order and leaves a per-batch result; the apply callback
+ * routes each result to its request. libraft passes the FSM's result only to the leader's
+ * request, so the FSM parks each result in `parked` and frees any that nobody claimed before
+ * the next apply (followers, replay at start).
+ *
+ * Leadership: libraft 0.15 has no state-change callback, so a 20 ms timer watches raft_state.
+ * On becoming leader the store appends a barrier; once it applies, every earlier entry is in
+ * the FSM and the store is ready.
+ *
+ * Entries of an unknown format version make apply fail: libraft then stops applying and the
+ * node stays at the last entry it understood, logging which version it needs.
+ *
+ * Snapshots: `snapshot` freezes the map root on the loop (O(1)); `snapshot_async` serializes
+ * it on a worker thread; `snapshot_finalize` releases the frozen root on the loop.
+ */
+#include "raft/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "lib/crypto.h"
+#include "lib/mem.h"
+#include "raft/entry.h"
+#include "raft/fsm.h"
+#include "raft/transport_local.h"
+
+#define CF_LOG_MODULE "raft"
+#include "lib/log.h"
+
+#define GROUP_MAX_BYTES (1024 * 1024)
+#define BATCH_MAX_BYTES (64u * 1024 * 1024)
+#define LEADER_POLL_MS 20
+
+struct group_result
+{
+    size_t n;
+    struct
+    {
+        int status;
+        size_t failed_op;
+        struct rft_value *old;
+        size_t n_old;
+    } r[];
+};
+
+struct group
+{
+    struct raft_apply apply;
+    struct rft_store *store;
+    struct rft_apply_req **reqs;
+    size_t n;
+};
+
+struct rft_store
+{
+    uv_loop_t *loop;
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    struct rft_map map;
+    char *dir;
+    char *node_id;
+    char *address;
+    raft_id id;
+    bool raft_inited;
+    bool io_inited;
+    bool transport_inited;
+    bool started;
+    bool ready;
+    bool barrier_pending;
+    bool closing;
+    bool halted; /* an entry could not be applied */
+    struct rft_store_config cfg;
+
+    rft_store_ready_cb ready_cb;
+    void *ready_arg;
+
+    /* queued, not yet submitted */
+    struct rft_apply_req *queue_head;
+    struct rft_apply_req *queue_tail;
+    size_t queue_bytes;
+    size_t inflight_groups;
+
+    struct group_result *parked; /* last apply's result until claimed */
+
+    struct rft_node *snap_root; /* frozen for the snapshot in progress */
+    uint64_t snap_count;
+
+    uv_check_t check;
+    uv_timer_t poll;
+    struct raft_barrier barrier;
+    int handles_open;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+static int err_from_raft(int rv)
+{
+    switch (rv) {
+        case 0:
+            return CF_OK;
+        case RAFT_NOMEM:
+            return CF_ENOMEM;
+        case RAFT_NOTLEADER:
+        case RAFT_LEADERSHIPLOST:
+            return CF_ENOTLEADER;
+        case RAFT_SHUTDOWN:
+        case RAFT_CANCELED:
+            return CF_ECANCELED;
+        case RAFT_TOOBIG:
+            return CF_ETOOBIG;
+        case RAFT_CORRUPT:
+        case RAFT_MALFORMED:
+            return CF_ECORRUPT;
+        default:
+            return CF_EIO;
+    }
+}
+
+/* FSM ------------------------------------------------------------------------------------- */
+
+static void group_result_free(struct group_result *g)
+{
+    if (g == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        for (size_t j = 0; j < g->r[i].n_old; j++) {
+            cf_free(g->r[i].old[j].data);
+        }
+        cf_free(g->r[i].old);
+    }
+    cf_free(g);
+}
+
+struct prefix_collect
+{
+    char **keys;
+    size_t n;
+    size_t cap;
+};
+
+static int collect_visit(void *arg,
+                         const char *key,
+                         const uint8_t *val,
+                         size_t len,
+                         uint64_t version)
+{
+    struct prefix_collect *c = arg;
+    (void)val;
+    (void)len;
+    (void)version;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        char **k = cf_realloc(c->keys, cap * sizeof(*k));
+        if (k == NULL) {
+            cf_oom_abort();
+        }
+        c->keys = k;
+        c->cap = cap;
+    }
+    c->keys[c->n] = cf_strdup(key);
+    if (c->keys[c->n] == NULL) {
+        cf_oom_abort();
+    }
+    c->n++;
+    return 0;
+}
+
+/* Applies one batch atomically: conditions are checked against the state before the batch;
+ * if one fails nothing is applied. */
+static void apply_batch(struct rft_store *s,
+                        const struct rft_batch *b,
+                        uint64_t index,
+                        struct group_result *res,
+                        size_t bi)
+{
+    res->r[bi].status = CF_OK;
+    size_t n_cond = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct rft_op *op = &b->ops[i];
+        if (op->code == RFT_OP_DELETE_IF_PRESENT) {
+            n_cond++;
+            if (rft_map_get(&s->map, op->key, NULL, NULL, NULL) != CF_OK) {
+                res->r[bi].status = CF_ECONFLICT;
+                res->r[bi].failed_op = i;
+                return;
+            }
+        } else if (op->code == RFT_OP_PUT_IF_VERSION) {
+            uint64_t v = 0;
+            if (rft_map_get(&s->map, op->key, NULL, NULL, &v) != CF_OK) {
+                v = 0;
+            }
+            if (v != op->version) {
+                res->r[bi].status = CF_ECONFLICT;
+                res->r[bi].failed_op = i;
+                return;
+            }
+        }
+    }
+    if (n_cond > 0) {
+        res->r[bi].old = cf_calloc(b->n, sizeof(struct rft_value));
+        if (res->r[bi].old == NULL) {
+            cf_oom_abort();
+        }
+        res->r[bi].n_old = b->n;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        const struct rft_op *op = &b->ops[i];
+        switch (op->code) {
+            case RFT_OP_PUT:
+            case RFT_OP_PUT_IF_VERSION:
+                if (rft_map_put(&s->map, op->key, op->val, op->len, index) != CF_OK) {
+                    cf_oom_abort();
+                }
+                break;
+            case RFT_OP_DELETE:
+                rft_map_delete(&s->map, op->key);
+                break;
+            case RFT_OP_DELETE_IF_PRESENT: {
+                const uint8_t *v;
+                size_t len;
+                if (rft_map_get(&s->map, op->key, &v, &len, NULL) == CF_OK) {
+                    res->r[bi].old[i].data = cf_memdup(v, len);
+                    if (res->r[bi].old[i].data == NULL && len > 0) {
+                        cf_oom_abort();
+                    }
+                    res->r[bi].old[i].len = len;
+                    rft_map_delete(&s->map, op->key);
+                }
+                break;
+            }
+            case RFT_OP_DELETE_PREFIX: {
+                struct prefix_collect c = {0};
+                rft_map_scan(s->map.root, op->key, NULL, collect_visit, &c);
+                for (size_t k = 0; k < c.n; k++) {
+                    rft_map_delete(&s->map, c.keys[k]);
+                    cf_free(c.keys[k]);
+                }
+                cf_free(c.keys);
+                break;
+            }
+        }
+    }
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct rft_store *s = fsm->data;
+    group_result_free(s->parked); /* nobody claimed the previous result */
+    s->parked = NULL;
+    *result = NULL;
+    uint64_t index = raft_last_applied(&s->raft) + 1;
+    struct rft_batch **batches = NULL;
+    size_t n = 0;
+    uint64_t format = 0;
+    int rv = rft_entry_decode(buf->base, buf->len, &batches, &n, &format);
+    if (rv == CF_ENOMEM) {
+        cf_oom_abort();
+    }
+    if (rv != CF_OK) {
+        if (!s->halted) {
+            if (rv == CF_EVERSION) {
+                CF_LOG(CF_LOG_ERROR,
+                       "entry at index %llu has format version %llu; this build knows up to %d: "
+                       "upgrade this node",
+                       (unsigned long long)index, (unsigned long long)format, RFT_ENTRY_FORMAT);
+            } else {
+                CF_LOG(CF_LOG_ERROR, "entry at index %llu is malformed; not applying it",
+                       (unsigned long long)index);
+            }
+        }
+        s->halted = true;
+        return RAFT_MALFORMED;
+    }
+    struct group_result *res = cf_calloc(1, sizeof(*res) + n * sizeof(res->r[0]));
+    if (res == NULL) {
+        cf_oom_abort();
+    }
+    res->n = n;
+    for (size_t i = 0; i < n; i++) {
+        apply_batch(s, batches[i], index, res, i);
+        rft_batch_free(batches[i]);
+    }
+    cf_free(batches);
+    s->parked = res;
+    *result = res;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct rft_store *s = fsm->data;
+    if (s->snap_root != NULL) {
+        return RAFT_BUSY;
+    }
+    s->snap_root = rft_map_freeze(&s->map);
+    s->snap_count = s->map.count;
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct rft_store *s = fsm->data;
+    struct cf_buf out;
+    cf_buf_init(&out);
+    int rv = rft_map_encode(s->snap_root, s->snap_count, &out);
+    struct raft_buffer *b = cf_malloc(sizeof(*b));
+    if (rv != CF_OK || b == NULL) {
+        cf_buf_close(&out);
+        cf_free(b);
+        return RAFT_NOMEM;
+    }
+    b->len = out.len;
+    b->base = cf_buf_steal(&out, NULL);
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct rft_store *s = fsm->data;
+    if (*bufs != NULL) {
+        for (unsigned i = 0; i < *n_bufs; i++) {
+            cf_free((*bufs)[i].base);
+        }
+        cf_free(*bufs);
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    rft_map_release(s->snap_root);
+    s->snap_root = NULL;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct rft_store *s = fsm->data;
+    char errmsg[CF_ERRMSG_SIZE] = "";
+    int rv = rft_map_decode(&s->map, buf->base, buf->len, errmsg);
+    if (rv != CF_OK) {
+        CF_LOG(CF_LOG_ERROR, "restore snapshot: %s", errmsg);
+        return rv == CF_ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
+    }
+    raft_free(buf->base);
+    return 0;
+}
+
+/* libraft's uv backend (0.15) lacks io->async_work, which async snapshots need; raft_io is an
+ * interface, so the store supplies it: run the work on the libuv pool, the callback on the
+ * loop. */
+struct async_work
+{
+    uv_work_t work;
+    struct raft_io_async_work *req;
+    int status;
+};
+
+static void async_work_run(uv_work_t *w)
+{
+    struct async_work *a = CF_CONTAINER_OF(w, struct async_work, work);
+    a->status = a->req->work(a->req);
+}
+
+static void async_work_done(uv_work_t *w, int status)
+{
+    struct async_work *a = CF_CONTAINER_OF(w, struct async_work, work);
+    struct raft_io_async_work *req = a->req;
+    int rv = status == UV_ECANCELED ? RAFT_CANCELED : a->status;
+    cf_free(a);
+    req->cb(req, rv);
+}
+
+static int io_async_work(struct raft_io *io,
+                         struct raft_io_async_work *req,
+                         raft_io_async_work_cb cb)
+{
+    struct rft_store *s = CF_CONTAINER_OF(io, struct rft_store, io);
+    struct async_work *a = cf_calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return RAFT_NOMEM;
+    }
+    req->cb = cb;
+    a->req = req;
+    int rv = uv_queue_work(s->loop, &a->work, async_work_run, async_work_done);
+    if (rv != 0) {
+        cf_free(a);
+        return RAFT_IOERR;
+    }
+    return 0;
+}
+
+/* Data dir ---------------------------------------------------------------------------------- */
+
+static bool is_closed_segment(const char *name)
+{
+    /* "%016llu-%016llu" */
+    if (strlen(name) != 33 || name[16] != '-') {
+        return false;
+    }
+    for (int i = 0; i < 33; i++) {
+        if (i != 16 && (name[i] < '0' || name[i] > '9')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool dir_bootstrapped(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return false;
+    }
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        found = is_closed_segment(e->d_name) || strncmp(e->d_name, "snapshot-", 9) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/* The node id is pinned to the data dir: a dir written as one node never starts as another. */
+static int check_node_id(struct rft_store *s, char errmsg[CF_ERRMSG_SIZE])
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/node-id", s->dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        char stored[256] = "";
+        size_t n = fread(stored, 1, sizeof(stored) - 1, f);
+        fclose(f);
+        stored[n] = '\0';
+        stored[strcspn(stored, "\n")] = '\0';
+        if (strcmp(stored, s->node_id) != 0) {
+            cf_errmsg_printf(errmsg, "%s holds node id \"%s\", but the config says \"%s\"", path,
+                             stored, s->node_id);
+            return CF_EINVAL;
+        }
+        return CF_OK;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        cf_errmsg_printf(errmsg, "create %s: %s", path, strerror(errno));
+        return CF_EIO;
+    }
+    size_t len = strlen(s->node_id);
+    bool ok = write(fd, s->node_id, len) == (ssize_t)len && fsync(fd) == 0;
+    close(fd);
+    if (!ok) {
+        cf_errmsg_printf(errmsg, "write %s: %s", path, strerror(errno));
+        return CF_EIO;
+    }
+    return CF_OK;
+}
+
+static raft_id id_of(const char *node_id)
+{
+    uint8_t h[32];
+    raft_id id = 0;
+    if (cf_sha256(node_id, strlen(node_id), h) == CF_OK) {
+        for (int i = 0; i < 8; i++) {
+            id = id << 8 | h[i];
+        }
+    }
+    return id ? id : 1;
+}
+
+/* Life cycle -------------------------------------------------------------------------------- */
+
+static void flush_queue(struct rft_store *s);
+
+static void check_cb(uv_check_t *h)
+{
+    struct rft_store *s = CF_CONTAINER_OF(h, struct rft_store, check);
+    if (s->queue_head != NULL) {
+        flush_queue(s);
+    }
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct rft_store *s = CF_CONTAINER_OF(req, struct rft_store, barrier);
+    s->barrier_pending = false;
+    if (s->closing) {
+        return;
+    }
+    if (status != 0 || raft_state(&s->raft) != RAFT_LEADER) {
+        CF_LOG(CF_LOG_WARN, "leader barrier failed: %s", raft_strerror(status));
+        return;
+    }
+    s->ready = true;
+    CF_LOG(CF_LOG_INFO, "leader ready term=%llu applied_index=%llu",
+           (unsigned long long)s->raft.current_term,
+           (unsigned long long)raft_last_applied(&s->raft));
+    if (s->ready_cb != NULL) {
+        s->ready_cb(s, s->ready_arg);
+    }
+}
+
+static void poll_cb(uv_timer_t *t)
+{
+    struct rft_store *s = CF_CONTAINER_OF(t, struct rft_store, poll);
+    if (s->closing) {
+        return;
+    }
+    bool leader = raft_state(&s->raft) == RAFT_LEADER;
+    if (leader && !s->ready && !s->barrier_pending) {
+        s->barrier_pending = true;
+        int rv = raft_barrier(&s->raft, &s->barrier, barrier_cb);
+        if (rv != 0) {
+            s->barrier_pending = false;
+            CF_LOG(CF_LOG_WARN, "leader barrier: %s", raft_strerror(rv));
+        }
+    } else if (!leader && s->ready) {
+        s->ready = false;
+        CF_LOG(CF_LOG_WARN, "lost leadership");
+    }
+}
+
+int rft_store_new(uv_loop_t *loop,
+                  const struct rft_store_config *cfg,
+                  struct rft_store **out,
+                  char errmsg[CF_ERRMSG_SIZE])
+{
+    struct rft_store *s = cf_calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return CF_ENOMEM;
+    }
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->dir = cf_strdup(cfg->dir);
+    s->node_id = cf_strdup(cfg->node_id);
+    s->address = cf_strdup(cfg->address);
+    rft_map_init(&s->map);
+    int rv = CF_ENOMEM;
+    if (s->dir == NULL || s->node_id == NULL || s->address == NULL) {
+        goto err;
+    }
+    if (mkdir(s->dir, 0700) != 0 && errno != EEXIST) {
+        cf_errmsg_printf(errmsg, "create %s: %s", s->dir, strerror(errno));
+        rv = CF_EIO;
+        goto err;
+    }
+    rv = check_node_id(s, errmsg);
+    if (rv != CF_OK) {
+        goto err;
+    }
+    s->id = id_of(s->node_id);
+    rv = rft_transport_local_init(&s->transport, loop);
+    if (rv != CF_OK) {
+        goto err;
+    }
+    s->transport_inited = true;
+    int r = raft_uv_init(&s->io, loop, s->dir, &s->transport);
+    if (r != 0) {
+        cf_errmsg_printf(errmsg, "open raft log in %s: %s", s->dir, s->io.errmsg);
+        rv = err_from_raft(r);
+        goto err;
+    }
+    s->io_inited = true;
+    s->io.version = 2;
+    s->io.async_work = io_async_work;
+    s->fsm.version = 3;
+    s->fsm.data = s;
+    s->fsm.apply = fsm_apply;
+    s->fsm.snapshot = fsm_snapshot;
+    s->fsm.snapshot_async = fsm_snapshot_async;
+    s->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    s->fsm.restore = fsm_restore;
+    r = raft_init(&s->raft, &s->io, &s->fsm, s->id, s->address);
+    if (r != 0) {
+        cf_errmsg_printf(errmsg, "init raft in %s: %s", s->dir, raft_errmsg(&s->raft));
+        rv = err_from_raft(r);
+        goto err;
+    }
+    s->raft_inited = true;
+    s->raft.data = s;
+    raft_set_election_timeout(&s->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
+    raft_set_heartbeat_timeout(&s->raft,
+                               cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
+    raft_set_snapshot_threshold(&s->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold : 8192);
+    raft_set_snapshot_trailing(&s->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing : 10240);
+    uv_check_init(loop, &s->check);
+    uv_timer_init(loop, &s->poll);
+    s->handles_open = 2;
+    *out = s;
+    return CF_OK;
+err:
+    /* Nothing asynchronous has started yet: free synchronously. */
+    if (s->io_inited) {
+        raft_uv_close(&s->io);
+    }
+    if (s->transport_inited) {
+        rft_transport_local_close(&s->transport);
+    }
+    cf_free(s->dir);
+    cf_free(s->node_id);
+    cf_free(s->address);
+    cf_free(s);
+    return rv;
+}
+
+bool rft_store_bootstrapped(const struct rft_store *s)
+{
+    return dir_bootstrapped(s->dir);
+}
+
+int rft_store_bootstrap(struct rft_store *s, char errmsg[CF_ERRMSG_SIZE])
+{
+    if (rft_store_bootstrapped(s)) {
+        cf_errmsg_printf(errmsg, "%s is already bootstrapped", s->dir);
+        return CF_EEXIST;
+    }
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    int r = raft_configuration_add(&conf, s->id, s->address, RAFT_VOTER);
+    if (r == 0) {
+        r = raft_bootstrap(&s->raft, &conf);
+    }
+    raft_configuration_close(&conf);
+    if (r != 0) {
+        cf_errmsg_printf(errmsg, "bootstrap raft in %s: %s", s->dir, raft_errmsg(&s->raft));
+        return err_from_raft(r);
+    }
+    CF_LOG(CF_LOG_INFO, "bootstrapped single-voter cluster id=%llu address=%s",
+           (unsigned long long)s->id, s->address);
+    return CF_OK;
+}
+
+int rft_store_start(struct rft_store *s,
+                    rft_store_ready_cb ready_cb,
+                    void *arg,
+                    char errmsg[CF_ERRMSG_SIZE])
+{
+    s->ready_cb = ready_cb;
+    s->ready_arg = arg;
+    int r = raft_start(&s->raft);
+    if (r != 0) {
+        cf_errmsg_printf(errmsg, "load raft log from %s: %s", s->dir, raft_errmsg(&s->raft));
+        return err_from_raft(r);
+    }
+    s->started = true;
+    uv_check_start(&s->check, check_cb);
+    uv_timer_start(&s->poll, poll_cb, 0, LEADER_POLL_MS);
+    return CF_OK;
+}
+
+bool rft_store_is_ready(const struct rft_store *s)
+{
+    return s->ready;
+}
+
+uint64_t rft_store_applied_index(const struct rft_store *s)
+{
+    return s->raft_inited ? raft_last_applied((struct raft *)&s->raft) : 0;
+}
+
+uint64_t rft_store_commit_index(const struct rft_store *s)
+{
+    return s->raft_inited ? s->raft.commit_index : 0;
+}
+
+uint64_t rft_store_last_index(const struct rft_store *s)
+{
+    return s->raft_inited ? raft_last_index((struct raft *)&s->raft) : 0;
+}
+
+uint64_t rft_store_term(const struct rft_store *s)
+{
+    return s->raft.current_term;
+}
+
+size_t rft_store_size(const struct rft_store *s)
+{
+    return s->map.count;
+}
+
+int rft_store_get(const struct rft_store *s,
+                  const char *key,
+                  const uint8_t **val,
+                  size_t *len,
+                  uint64_t *version)
+{
+    return rft_map_get(&s->map, key, val, len, version);
+}
+
+struct scan_adapter
+{
+    rft_store_visit_fn fn;
+    void *arg;
+};
+
+static int scan_visit(void *arg, const char *key, const uint8_t *val, size_t len, uint64_t version)
+{
+    struct scan_adapter *a = arg;
+    (void)version;
+    return a->fn(a->arg, key, val, len);
+}
+
+int rft_store_scan(const struct rft_store *s,
+                   const char *prefix,
+                   const char *after,
+                   rft_store_visit_fn fn,
+                   void *arg)
+{
+    struct scan_adapter a = {.fn = fn, .arg = arg};
+    return rft_map_scan(s->map.root, prefix, after, scan_visit, &a);
+}
+
+/* Writes -------------------------------------------------------------------------------------- */
+
+static void complete(struct rft_apply_req *req, int status)
+{
+    rft_batch_free(req->batch);
+    req->batch = NULL;
+    req->cb(req, status);
+}
+
+static void group_apply_cb(struct raft_apply *apply, int status, void *result)
+{
+    struct group *g = CF_CONTAINER_OF(apply, struct group, apply);
+    struct rft_store *s = g->store;
+    struct group_result *res = result;
+    if (res != NULL && res == s->parked) {
+        s->parked = NULL; /* claimed */
+    }
+    s->inflight_groups--;
+    int st = err_from_raft(status);
+    if (st == CF_OK && (res == NULL || res->n != g->n)) {
+        st = CF_EIO;
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        struct rft_apply_req *req = g->reqs[i];
+        req->index = apply->index;
+        if (st != CF_OK) {
+            complete(req, st);
+            continue;
+        }
+        req->failed_op = res->r[i].failed_op;
+        req->old_values = res->r[i].old;
+        req->n_old_values = res->r[i].n_old;
+        res->r[i].old = NULL;
+        res->r[i].n_old = 0;
+        complete(req, res->r[i].status);
+    }
+    group_result_free(res);
+    cf_free(g->reqs);
+    cf_free(g);
+}
+
+/* Submits the first `n` queued requests as one entry. */
+static void submit_group(struct rft_store *s, size_t n)
+{
+    struct group *g = cf_calloc(1, sizeof(*g));
+    struct rft_batch **batches = cf_calloc(n, sizeof(*batches));
+    struct cf_buf buf;
+    cf_buf_init(&buf);
+    int rv = CF_ENOMEM;
+    if (g != NULL) {
+        g->reqs = cf_calloc(n, sizeof(*g->reqs));
+    }
+    if (g == NULL || g->reqs == NULL || batches == NULL) {
+        goto fail;
+    }
+    g->store = s;
+    g->n = n;
+    for (size_t i = 0; i < n; i++) {
+        struct rft_apply_req *req = s->queue_head;
+        s->queue_head = req->next;
+        if (s->queue_head == NULL) {
+            s->queue_tail = NULL;
+        }
+        req->next = NULL;
+        g->reqs[i] = req;
+        batches[i] = req->batch;
+        s->queue_bytes -= req->batch->bytes;
+    }
+    rv = rft_entry_encode(batches, n, &buf);
+    cf_free(batches);
+    batches = NULL;
+    if (rv != CF_OK) {
+        goto fail_reqs;
+    }
+    /* libraft's default heap is malloc/free; hand it a buffer from raft_malloc. */
+    struct raft_buffer rb = {.base = raft_malloc(buf.len), .len = buf.len};
+    if (rb.base == NULL) {
+        rv = CF_ENOMEM;
+        goto fail_reqs;
+    }
+    memcpy(rb.base, buf.data, buf.len);
+    cf_buf_close(&buf);
+    int r = raft_apply(&s->raft, &g->apply, &rb, 1, group_apply_cb);
+    if (r != 0) {
+        raft_free(rb.base);
+        rv = err_from_raft(r);
+        goto fail_reqs;
+    }
+    s->inflight_groups++;
+    return;
+fail_reqs:
+    cf_buf_close(&buf);
+    for (size_t i = 0; i < g->n; i++) {
+        complete(g->reqs[i], rv);
+    }
+    cf_free(g->reqs);
+    cf_free(g);
+    return;
+fail:
+    cf_free(batches);
+    if (g != NULL) {
+        cf_free(g->reqs);
+        cf_free(g);
+    }
+    /* Fail the whole queue: nothing could be grouped. */
+    while (s->queue_head != NULL) {
+        struct rft_apply_req *req = s->queue_head;
+        s->queue_head = req->next;
+        s->queue_bytes -= req->batch->bytes;
+        complete(req, CF_ENOMEM);
+    }
+    s->queue_tail = NULL;
+}
+
+static void flush_queue(struct rft_store *s)
+{
+    while (s->queue_head != NULL) {
+        if (!s->ready) {
+            struct rft_apply_req *req = s->queue_head;
+            s->queue_head = req->next;
+            if (s->queue_head == NULL) {
+                s->queue_tail = NULL;
+            }
+            s->queue_bytes -= req->batch->bytes;
+            complete(req, CF_ENOTLEADER);
+            continue;
+        }
+        size_t n = 0;
+        size_t bytes = 0;
+        for (struct rft_apply_req *r = s->queue_head; r != NULL; r = r->next) {
+            if (n > 0 && bytes + r->batch->bytes > GROUP_MAX_BYTES) {
+                break;
+            }
+            bytes += r->batch->bytes;
+            n++;
+        }
+        submit_group(s, n);
+    }
+}
+
+int rft_store_apply(struct rft_store *s,
+                    struct rft_apply_req *req,
+                    struct rft_batch *batch,
+                    rft_apply_cb cb)
+{
+    if (s->closing) {
+        rft_batch_free(batch);
+        return CF_ECANCELED;
+    }
+    if (!s->ready) {
+        rft_batch_free(batch);
+        return CF_ENOTLEADER;
+    }
+    if (batch->bytes > BATCH_MAX_BYTES) {
+        rft_batch_free(batch);
+        return CF_ETOOBIG;
+    }
+    req->cb = cb;
+    req->batch = batch;
+    req->next = NULL;
+    req->index = 0;
+    req->failed_op = 0;
+    req->old_values = NULL;
+    req->n_old_values = 0;
+    if (s->queue_tail != NULL) {
+        s->queue_tail->next = req;
+    } else {
+        s->queue_head = req;
+    }
+    s->queue_tail = req;
+    s->queue_bytes += batch->bytes;
+    return CF_OK;
+}
+
+void rft_apply_req_close(struct rft_apply_req *req)
+{
+    for (size_t i = 0; i < req->n_old_values; i++) {
+        cf_free(req->old_values[i].data);
+    }
+    cf_free(req->old_values);
+    req->old_values = NULL;
+    req->n_old_values = 0;
+}
+
+/* Close ----------------------------------------------------------------------------------- */
+
+static void store_free(struct rft_store *s)
+{
+    group_result_free(s->parked);
+    rft_map_release(s->snap_root);
+    rft_map_close(&s->map);
+    cf_free(s->dir);
+    cf_free(s->node_id);
+    cf_free(s->address);
+    void (*cb)(void *) = s->close_cb;
+    void *arg = s->close_arg;
+    cf_free(s);
+    if (cb != NULL) {
+        cb(arg);
+    }
+}
+
+static void maybe_free(struct rft_store *s)
+{
+    if (s->handles_open == 0 && !s->raft_inited) {
+        store_free(s);
+    }
+}
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+    struct rft_store *s = h->data;
+    s->handles_open--;
+    maybe_free(s);
+}
+
+static void raft_closed_cb(struct raft *r)
+{
+    struct rft_store *s = r->data;
+    raft_uv_close(&s->io);
+    rft_transport_local_close(&s->transport);
+    s->raft_inited = false;
+    maybe_free(s);
+}
+
+void rft_store_close(struct rft_store *s, void (*cb)(void *arg), void *arg)
+{
+    if (s == NULL) {
+        return;
+    }
+    s->closing = true;
+    s->ready = false;
+    s->close_cb = cb;
+    s->close_arg = arg;
+    while (s->queue_head != NULL) {
+        struct rft_apply_req *req = s->queue_head;
+        s->queue_head = req->next;
+        complete(req, CF_ECANCELED);
+    }
+    s->queue_tail = NULL;
+    s->check.data = s;
+    s->poll.data = s;
+    uv_close((uv_handle_t *)&s->check, handle_closed_cb);
+    uv_close((uv_handle_t *)&s->poll, handle_closed_cb);
+    /* libraft fails its pending applies with RAFT_CANCELED/SHUTDOWN before raft_closed_cb. */
+    raft_close(&s->raft, raft_closed_cb);
+}

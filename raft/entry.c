@@ -207,6 +207,20 @@ static int decode_op(const msgpack_object *o, struct rft_batch *b)
     }
 }
 
+/* Entries are padded to a multiple of 8 bytes with zeros (libraft's on-disk alignment). */
+static bool zero_padding(const uint8_t *p, size_t n)
+{
+    if (n >= 8) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 int rft_entry_decode(const uint8_t *p,
                      size_t len,
                      struct rft_batch ***out,
@@ -221,7 +235,7 @@ int rft_entry_decode(const uint8_t *p,
     int rv = CF_EMALFORMED;
     *format_out = 0;
     if (msgpack_unpack_next(&u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
+        !zero_padding(p + off, len - off)) {
         goto out;
     }
     const msgpack_object *root = &u.data;

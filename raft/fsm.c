@@ -471,8 +471,11 @@ int rft_map_decode(struct rft_map *m, const uint8_t *p, size_t len, char errmsg[
         off += (size_t)klen + vlen;
     }
     cf_free(prev);
-    if (rv == CF_OK && off != len) {
-        rv = CF_ECORRUPT;
+    /* Up to 7 zero bytes pad the snapshot to libraft's 8-byte alignment. */
+    for (size_t i = off; rv == CF_OK && i < len; i++) {
+        if (p[i] != 0 || len - off >= 8) {
+            rv = CF_ECORRUPT;
+        }
     }
     if (rv != CF_OK) {
         rft_map_close(&fresh);

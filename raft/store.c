@@ -330,6 +330,12 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
         cf_free(b);
         return RAFT_NOMEM;
     }
+    static const uint8_t zeros[8];
+    if (cf_buf_append(&out, zeros, (8 - out.len % 8) % 8) != CF_OK) {
+        cf_buf_close(&out);
+        cf_free(b);
+        return RAFT_NOMEM;
+    }
     b->len = out.len;
     b->base = cf_buf_steal(&out, NULL);
     *bufs = b;
@@ -803,13 +809,17 @@ static void submit_group(struct rft_store *s, size_t n)
     if (rv != CF_OK) {
         goto fail_reqs;
     }
-    /* libraft's default heap is malloc/free; hand it a buffer from raft_malloc. */
-    struct raft_buffer rb = {.base = raft_malloc(buf.len), .len = buf.len};
+    /* libraft's segment loader reads entry payloads in 8-byte words: pad with zeros (the
+     * decoder accepts up to 7 zero bytes after the msgpack value). The buffer comes from
+     * raft_malloc since libraft frees it. */
+    size_t padded = (buf.len + 7) & ~(size_t)7;
+    struct raft_buffer rb = {.base = raft_malloc(padded), .len = padded};
     if (rb.base == NULL) {
         rv = CF_ENOMEM;
         goto fail_reqs;
     }
     memcpy(rb.base, buf.data, buf.len);
+    memset((uint8_t *)rb.base + buf.len, 0, padded - buf.len);
     cf_buf_close(&buf);
     int r = raft_apply(&s->raft, &g->apply, &rb, 1, group_apply_cb);
     if (r != 0) {

@@ -234,7 +234,7 @@ static int dev_config(struct server *s, const char *listen)
     char url[300];
     char curl[300];
     const char *colon = strrchr(listen, ':');
-    int port = colon ? atoi(colon + 1) : 8200;
+    int port = colon ? (int)strtol(colon + 1, NULL, 10) : 8200;
     snprintf(url, sizeof(url), "http://%s", listen);
     snprintf(curl, sizeof(curl), "https://%.*s:%d", (int)(colon ? colon - listen : 0), listen,
              port + 1);
@@ -261,7 +261,7 @@ static int config_defaults(struct node_config *c)
 {
     const struct node_listener_config *l = &c->listeners[0];
     const char *colon = strrchr(l->address, ':');
-    int port = colon ? atoi(colon + 1) : 8200;
+    int port = colon ? (int)strtol(colon + 1, NULL, 10) : 8200;
     const char *host = l->address;
     int hostlen = colon ? (int)(colon - host) : (int)strlen(host);
     if (hostlen == 0 || (hostlen == 7 && strncmp(host, "0.0.0.0", 7) == 0)) {

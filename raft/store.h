@@ -33,19 +33,21 @@ struct rft_batch;
 
 struct rft_store_config
 {
-    const char *dir;             /* data dir (created if missing); borrowed */
-    const char *node_id;         /* this node's id string; borrowed */
-    const char *address;         /* advertised cluster address "host:port"; borrowed */
-    unsigned snapshot_threshold; /* entries between snapshots; 0 = default 8192 */
-    unsigned snapshot_trailing;  /* entries kept after a snapshot; 0 = default 10240 */
-    unsigned election_timeout_ms; /* 0 = default 1000 */
+    const char *dir;               /* data dir (created if missing); borrowed */
+    const char *node_id;           /* this node's id string; borrowed */
+    const char *address;           /* advertised cluster address "host:port"; borrowed */
+    unsigned snapshot_threshold;   /* entries between snapshots; 0 = default 8192 */
+    unsigned snapshot_trailing;    /* entries kept after a snapshot; 0 = default 10240 */
+    unsigned election_timeout_ms;  /* 0 = default 1000 */
     unsigned heartbeat_timeout_ms; /* 0 = default 100 */
 };
 
 /* Opens (or creates) the data dir and loads libraft's state. Fails with a clear message when the
  * dir holds files libraft cannot read. */
-int rft_store_new(struct uv_loop_s *loop, const struct rft_store_config *cfg,
-                  struct rft_store **out, char errmsg[CF_ERRMSG_SIZE]);
+int rft_store_new(struct uv_loop_s *loop,
+                  const struct rft_store_config *cfg,
+                  struct rft_store **out,
+                  char errmsg[CF_ERRMSG_SIZE]);
 
 /* Closes raft and the store. Pending applies complete with CF_ECANCELED first. cb fires once,
  * from the loop, after every handle is closed; the store is freed before cb. NULL-safe (then cb
@@ -62,7 +64,9 @@ typedef void (*rft_store_ready_cb)(struct rft_store *s, void *arg);
 
 /* Starts raft. ready_cb fires (from the loop, never inside this call) each time this node
  * becomes leader and has applied a barrier of its term. */
-int rft_store_start(struct rft_store *s, rft_store_ready_cb ready_cb, void *arg,
+int rft_store_start(struct rft_store *s,
+                    rft_store_ready_cb ready_cb,
+                    void *arg,
                     char errmsg[CF_ERRMSG_SIZE]);
 
 /* True while this node is leader with its barrier applied (writes are accepted). */
@@ -78,14 +82,20 @@ size_t rft_store_size(const struct rft_store *s); /* number of keys in the FSM *
 /* Reads. The value pointer is borrowed: valid until the loop next applies an entry (do not hold
  * it across an asynchronous step). CF_ENOTFOUND if absent. version = raft index of the last
  * write to the key. Any of val/len/version may be NULL. */
-int rft_store_get(const struct rft_store *s, const char *key, const uint8_t **val, size_t *len,
+int rft_store_get(const struct rft_store *s,
+                  const char *key,
+                  const uint8_t **val,
+                  size_t *len,
                   uint64_t *version);
 
 /* Visits, in byte order, every key that starts with prefix and sorts after `after` (NULL or ""
  * = from the start). fn returns 0 to continue, non-zero to stop (that value is returned). */
 typedef int (*rft_store_visit_fn)(void *arg, const char *key, const uint8_t *val, size_t len);
-int rft_store_scan(const struct rft_store *s, const char *prefix, const char *after,
-                   rft_store_visit_fn fn, void *arg);
+int rft_store_scan(const struct rft_store *s,
+                   const char *prefix,
+                   const char *after,
+                   rft_store_visit_fn fn,
+                   void *arg);
 
 /* Batches. Keys are copied; values are copied. Every builder returns CF_OK or CF_ENOMEM. */
 struct rft_batch *rft_batch_new(void);
@@ -98,7 +108,10 @@ int rft_batch_delete_prefix(struct rft_batch *b, const char *prefix);
 /* Condition: key is present. On success the old value is returned in req->old_values[i]. */
 int rft_batch_delete_if_present(struct rft_batch *b, const char *key);
 /* Condition: key's version equals `version` (0 = key must be absent). */
-int rft_batch_put_if_version(struct rft_batch *b, const char *key, const uint8_t *val, size_t len,
+int rft_batch_put_if_version(struct rft_batch *b,
+                             const char *key,
+                             const uint8_t *val,
+                             size_t len,
                              uint64_t version);
 
 struct rft_value
@@ -112,11 +125,11 @@ typedef void (*rft_apply_cb)(struct rft_apply_req *req, int status);
 
 struct rft_apply_req
 {
-    void *data;                    /* caller's */
+    void *data; /* caller's */
     /* Results, valid inside the callback until rft_apply_req_close. */
-    uint64_t index;                /* raft index of the entry that carried the batch */
-    size_t failed_op;              /* with CF_ECONFLICT: index of the op whose condition failed */
-    struct rft_value *old_values;  /* one per op, for delete_if_present; NULL if none */
+    uint64_t index;               /* raft index of the entry that carried the batch */
+    size_t failed_op;             /* with CF_ECONFLICT: index of the op whose condition failed */
+    struct rft_value *old_values; /* one per op, for delete_if_present; NULL if none */
     size_t n_old_values;
     /* private */
     rft_apply_cb cb;
@@ -128,7 +141,9 @@ struct rft_apply_req
  * once, never inside this call, after the batch is committed and applied locally (CF_OK), or with
  * CF_ECONFLICT, CF_ENOTLEADER, CF_ETOOBIG, CF_EIO or CF_ECANCELED. Returns CF_OK when the callback
  * will fire; any other value means it will not. */
-int rft_store_apply(struct rft_store *s, struct rft_apply_req *req, struct rft_batch *batch,
+int rft_store_apply(struct rft_store *s,
+                    struct rft_apply_req *req,
+                    struct rft_batch *batch,
                     rft_apply_cb cb);
 
 /* Frees the result values of a completed request (not the request itself). */

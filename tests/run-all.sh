@@ -12,6 +12,10 @@ FUZZ_SECONDS=${COFFER_FUZZ_SECONDS:-30}
 
 step() { printf '\n==== %s\n' "$*"; }
 
+step "source checks (banned calls, clang-format)"
+scripts/checksrc
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+
 step "release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build

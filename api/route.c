@@ -216,40 +216,45 @@ static void route_done_cb(struct node_request *req, struct node_response *resp)
     node_request_free(req);
 }
 
-/* Decodes the method, path, query and body; on failure answers the exchange itself and
- * returns NULL. */
-static struct node_request *decode(struct api_exchange *ex)
+/* Records a decode failure: status and message ("" = an empty error list). */
+static int fail(int *status, char msg[API_ROUTE_MSG_SIZE], int code, const char *text)
 {
+    *status = code;
+    snprintf(msg, API_ROUTE_MSG_SIZE, "%s", text ? text : "");
+    return CF_EINVAL;
+}
+
+int api_route_decode(const struct api_exchange *ex,
+                     struct node_request **out,
+                     int *status,
+                     char msg[API_ROUTE_MSG_SIZE])
+{
+    msg[0] = '\0';
     const char *target = ex->target;
     if (strncmp(target, "/v1/", 4) != 0) {
-        respond_error(ex, 404, NULL);
-        return NULL;
+        return fail(status, msg, 404, NULL);
     }
     const char *q = strchr(target, '?');
     size_t plen = q ? (size_t)(q - target) : strlen(target);
     char *path = url_decode(target + 4, plen - 4, false);
     if (path == NULL) {
-        respond_error(ex, 400, "invalid request path");
-        return NULL;
+        return fail(status, msg, 400, "invalid request path");
     }
     for (const char *c = path; *c; c++) {
         if ((unsigned char)*c < 0x20 || *c == 0x7f) {
             cf_free(path);
-            respond_error(ex, 400, "path contains non-printable characters");
-            return NULL;
+            return fail(status, msg, 400, "path contains non-printable characters");
         }
     }
     json_t *data = json_object();
     if (data == NULL) {
         cf_free(path);
-        respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
-        return NULL;
+        return fail(status, msg, 500, "internal error");
     }
     if (q != NULL && parse_form(q + 1, strlen(q + 1), data) != CF_OK) {
         cf_free(path);
         json_decref(data);
-        respond_error(ex, 400, "invalid query string");
-        return NULL;
+        return fail(status, msg, 400, "invalid query string");
     }
 
     const char *m = ex->method;
@@ -265,8 +270,7 @@ static struct node_request *decode(struct api_exchange *ex)
             if (!parse_bool(json_string_value(l), &list)) {
                 cf_free(path);
                 json_decref(data);
-                respond_error(ex, 400, "invalid value for \"list\" parameter");
-                return NULL;
+                return fail(status, msg, 400, "invalid value for \"list\" parameter");
             }
             json_object_del(data, "list");
             if (list) {
@@ -285,18 +289,15 @@ static struct node_request *decode(struct api_exchange *ex)
         if (ct == NULL || strncasecmp(ct, "application/merge-patch+json", 28) != 0) {
             cf_free(path);
             json_decref(data);
-            respond_error(ex, 415,
-                          "PATCH requires the application/merge-patch+json "
-                          "content type");
-            return NULL;
+            return fail(status, msg, 415,
+                        "PATCH requires the application/merge-patch+json content type");
         }
         op = NODE_OP_PATCH;
         body_data = true;
     } else {
         cf_free(path);
         json_decref(data);
-        respond_error(ex, 405, NULL);
-        return NULL;
+        return fail(status, msg, 405, NULL);
     }
 
     if (body_data) {
@@ -314,8 +315,7 @@ static struct node_request *decode(struct api_exchange *ex)
             if (data == NULL || !json_is_object(data)) {
                 json_decref(data);
                 cf_free(path);
-                respond_error(ex, 400, "error parsing JSON");
-                return NULL;
+                return fail(status, msg, 400, "error parsing JSON");
             }
         } else {
             const char *ct = api_exchange_header(ex, "content-type");
@@ -324,8 +324,7 @@ static struct node_request *decode(struct api_exchange *ex)
                 parse_form((const char *)ex->body, ex->body_len, data) != CF_OK) {
                 json_decref(data);
                 cf_free(path);
-                respond_error(ex, 400, "error parsing JSON");
-                return NULL;
+                return fail(status, msg, 400, "error parsing JSON");
             }
         }
     }
@@ -336,8 +335,7 @@ static struct node_request *decode(struct api_exchange *ex)
         if (p2 == NULL) {
             cf_free(path);
             json_decref(data);
-            respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
-            return NULL;
+            return fail(status, msg, 500, "internal error");
         }
         path = p2;
         path[n] = '/';
@@ -346,21 +344,24 @@ static struct node_request *decode(struct api_exchange *ex)
 
     struct node_request *req = node_request_new(op, path, data);
     if (req == NULL) {
-        respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
-        return NULL;
+        return fail(status, msg, 500, "internal error");
     }
     const char *tok = header_token(ex);
     req->token = tok ? cf_strdup(tok) : NULL;
     req->remote_addr = ex->remote_addr ? cf_strdup(ex->remote_addr) : NULL;
     req->wants_body = !head;
-    return req;
+    *out = req;
+    return CF_OK;
 }
 
 void api_route_exchange(void *ctx, struct api_exchange *ex)
 {
     struct node_core *core = ctx;
-    struct node_request *req = decode(ex);
-    if (req == NULL) {
+    struct node_request *req = NULL;
+    int status = 500;
+    char msg[API_ROUTE_MSG_SIZE];
+    if (api_route_decode(ex, &req, &status, msg) != CF_OK) {
+        respond_error(ex, status, msg[0] ? msg : NULL);
         return;
     }
     req->done_cb = route_done_cb;

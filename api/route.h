@@ -7,6 +7,17 @@
 #define CF_API_ROUTE_H_
 
 struct api_exchange;
+struct node_request;
+
+#define API_ROUTE_MSG_SIZE 256
+
+/* Decodes an exchange into a new node_request (*out). On failure returns non-zero and gives the
+ * HTTP status and error text to answer with (msg "" = an empty error list). Pure: touches
+ * nothing but its arguments, so it is fuzzed directly. */
+int api_route_decode(const struct api_exchange *ex,
+                     struct node_request **out,
+                     int *status,
+                     char msg[API_ROUTE_MSG_SIZE]);
 
 /* An api_handler_fn: ctx is the struct node_core * that serves the requests. */
 void api_route_exchange(void *ctx, struct api_exchange *ex);

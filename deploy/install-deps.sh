@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
     # build
-    build-essential cmake ninja-build pkg-config clang llvm
+    build-essential cmake ninja-build pkg-config clang llvm clang-format cppcheck git
     # runtime libraries (DESIGN.md "Threads, I/O and dependencies")
     libuv1-dev libraft-dev liblz4-dev libssl-dev libnghttp2-dev node-llhttp
     libmsgpack-dev liburing-dev libjansson-dev libp11-kit-dev libcurl4-openssl-dev

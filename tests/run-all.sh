@@ -12,9 +12,11 @@ FUZZ_SECONDS=${COFFER_FUZZ_SECONDS:-30}
 
 step() { printf '\n==== %s\n' "$*"; }
 
-step "source checks (banned calls, clang-format)"
+step "source checks (banned calls, clang-format, cppcheck)"
 scripts/checksrc
 git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+cppcheck --enable=warning,performance,portability --error-exitcode=1 \
+    --library=scripts/cppcheck.cfg -q -I. -D_GNU_SOURCE lib raft node api engines
 
 step "release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "lib/crypto.h"
+#include "lib/bytes.h"
 #include "lib/mem.h"
 
 #define VALUE_VERSION 1
@@ -47,30 +48,6 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)(v >> 32));
-    put_u32(p + 4, (uint32_t)v);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
 }
 
 struct barrier *barrier_new(void)
@@ -223,13 +200,13 @@ int barrier_encode_keyring(const struct barrier *b, uint8_t **out, size_t *outle
     }
     uint8_t *p = pt->data;
     *p++ = KEYRING_VERSION;
-    put_u32(p, b->active);
+    cf_put_be32(p, b->active);
     p += 4;
-    put_u32(p, (uint32_t)b->n_terms);
+    cf_put_be32(p, (uint32_t)b->n_terms);
     p += 4;
     for (size_t i = 0; i < b->n_terms; i++) {
-        put_u32(p, b->terms[i].term);
-        put_u64(p + 4, (uint64_t)b->terms[i].install_time_ns);
+        cf_put_be32(p, b->terms[i].term);
+        cf_put_be64(p + 4, (uint64_t)b->terms[i].install_time_ns);
         memcpy(p + 12, b->terms[i].key->data, BARRIER_KEY_LEN);
         p += TERM_RECORD_LEN;
     }
@@ -247,19 +224,19 @@ static int decode_keyring(struct barrier *b, const struct cf_secret *pt)
     if (p[0] != KEYRING_VERSION) {
         return CF_EVERSION;
     }
-    uint32_t active = get_u32(p + 1);
-    uint32_t n = get_u32(p + 5);
+    uint32_t active = cf_get_be32(p + 1);
+    uint32_t n = cf_get_be32(p + 5);
     if (n == 0 || n > MAX_TERMS || pt->len != 9 + (size_t)n * TERM_RECORD_LEN) {
         return CF_ECORRUPT;
     }
     p += 9;
     bool found = false;
     for (uint32_t i = 0; i < n; i++, p += TERM_RECORD_LEN) {
-        uint32_t term = get_u32(p);
+        uint32_t term = cf_get_be32(p);
         if (term == 0 || (b->n_terms > 0 && term <= b->terms[b->n_terms - 1].term)) {
             return CF_ECORRUPT;
         }
-        int rv = add_term(b, term, (int64_t)get_u64(p + 4), p + 12);
+        int rv = add_term(b, term, (int64_t)cf_get_be64(p + 4), p + 12);
         if (rv != CF_OK) {
             return rv;
         }
@@ -378,7 +355,7 @@ int barrier_encrypt(struct barrier *b,
         return CF_ENOMEM;
     }
     o[0] = VALUE_VERSION;
-    put_u32(o + 1, t->term);
+    cf_put_be32(o + 1, t->term);
     size_t aadlen = 0;
     uint8_t *aad = make_aad(o, path, &aadlen);
     int rv = aad ? cf_aead_seal(t->key->data, aad, aadlen, pt, len, o + HEADER_LEN) : CF_ENOMEM;
@@ -409,7 +386,7 @@ int barrier_decrypt(const struct barrier *b,
     if (ct[0] != VALUE_VERSION) {
         return CF_EVERSION;
     }
-    const struct barrier_term *t = find_term(b, get_u32(ct + 1));
+    const struct barrier_term *t = find_term(b, cf_get_be32(ct + 1));
     if (t == NULL) {
         return CF_ENOTFOUND;
     }

@@ -10,6 +10,7 @@
 
 #include <string.h>
 
+#include "lib/bytes.h"
 #include "lib/mem.h"
 
 #define SNAP_MAGIC "CFSNAP01"
@@ -351,30 +352,6 @@ void rft_map_release(struct rft_node *root)
 
 /* Snapshot encoding ----------------------------------------------------------------------- */
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)(v >> 32));
-    put_u32(p + 4, (uint32_t)v);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
-
 struct enc
 {
     struct cf_buf *out;
@@ -390,9 +367,9 @@ static int encode_visit(void *arg,
     struct enc *e = arg;
     size_t klen = strlen(key);
     uint8_t hdr[16];
-    put_u32(hdr, (uint32_t)klen);
-    put_u64(hdr + 4, version);
-    put_u32(hdr + 12, (uint32_t)len);
+    cf_put_be32(hdr, (uint32_t)klen);
+    cf_put_be64(hdr + 4, version);
+    cf_put_be32(hdr + 12, (uint32_t)len);
     if (klen > UINT32_MAX || len > UINT32_MAX) {
         e->rv = CF_ETOOBIG;
         return 1;
@@ -412,7 +389,7 @@ int rft_map_encode(const struct rft_node *root, uint64_t count, struct cf_buf *o
     uint8_t hdr[8 + 1 + 8];
     memcpy(hdr, SNAP_MAGIC, 8);
     hdr[8] = SNAP_VERSION;
-    put_u64(hdr + 9, count);
+    cf_put_be64(hdr + 9, count);
     int rv = cf_buf_append(out, hdr, sizeof(hdr));
     if (rv != CF_OK) {
         return rv;
@@ -432,7 +409,7 @@ int rft_map_decode(struct rft_map *m, const uint8_t *p, size_t len, char errmsg[
         cf_errmsg_printf(errmsg, "snapshot: format version %u, this build knows 1", p[8]);
         return CF_EVERSION;
     }
-    uint64_t count = get_u64(p + 9);
+    uint64_t count = cf_get_be64(p + 9);
     size_t off = 17;
     struct rft_map fresh;
     rft_map_init(&fresh);
@@ -444,9 +421,9 @@ int rft_map_decode(struct rft_map *m, const uint8_t *p, size_t len, char errmsg[
             rv = CF_ECORRUPT;
             break;
         }
-        uint32_t klen = get_u32(p + off);
-        uint64_t version = get_u64(p + off + 4);
-        uint32_t vlen = get_u32(p + off + 12);
+        uint32_t klen = cf_get_be32(p + off);
+        uint64_t version = cf_get_be64(p + off + 4);
+        uint32_t vlen = cf_get_be32(p + off + 12);
         off += 16;
         if (len - off < (size_t)klen + vlen || klen == 0) {
             rv = CF_ECORRUPT;

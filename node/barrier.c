@@ -1,15 +1,23 @@
 /*
- * The storage barrier: a keyring of AES-256-GCM keys, one per term, opened by the root key,
- * which is itself opened by the unseal key. Every stored value is encrypted under the active
- * term with a header naming the term, so values written before a rotation still decrypt
- * (docs/formats/barrier.md, docs/formats/keyring.md). Keys live in locked memory (cf_secret)
- * and are cleansed when the barrier seals.
+ * The storage barrier: a keyring of AES-256-GCM keys numbered by term (see barrier.h).
  *
- * barrier_decrypt does not modify the barrier, so worker threads may call it on a barrier the
- * loop thread does not change meanwhile.
+ * Happy path: sys/init calls barrier_generate and persists barrier_seal_root and
+ * barrier_encode_keyring; later boots call barrier_unseal with both blobs. Every storage read
+ * and write then goes through barrier_decrypt/barrier_encrypt, from the loop thread and from
+ * worker threads, so those two only take a shared lock, build the AAD on the stack for paths
+ * up to AAD_STACK bytes, and make one allocation (the output). Failures: a wrong unseal key
+ * (CF_EAUTH, nothing changes), damaged or foreign blobs (CF_ECORRUPT / CF_EVERSION), tampered
+ * values (CF_EAUTH) and terms missing from the keyring (CF_ENOTFOUND).
+ *
+ * All key bytes (root key, term keys, the keyring plaintext) live in cf_secret buffers and are
+ * cleansed when dropped. Random nonces bound a key to about 2^32 encryptions; the per-term
+ * counter reported by barrier_term_info lets the core rotate well before that.
  */
 #include "node/barrier.h"
 
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -17,30 +25,50 @@
 #include "lib/bytes.h"
 #include "lib/mem.h"
 
-#define VALUE_VERSION 1
-#define BLOB_VERSION 1
-#define KEYRING_VERSION 1
-#define HEADER_LEN 5
-#define MAX_TERMS 65536
-#define TERM_RECORD_LEN (4 + 8 + BARRIER_KEY_LEN)
+#define BARRIER_FORMAT_VERSION 1 /* encrypted value header */
+#define BLOB_VERSION 1           /* root key and keyring blobs */
+#define KEYRING_VERSION 1        /* keyring plaintext */
+#define KEYRING_HEADER_LEN 9     /* version (1), active term (4), count (4) */
+#define KEYRING_ENTRY_LEN 44     /* term (4), install time (8), key (32) */
+#define ROOT_BLOB_LEN (1 + CF_AEAD_OVERHEAD + BARRIER_KEY_LEN)
+#define AAD_STACK 512
 
-_Static_assert(HEADER_LEN == 1 + sizeof(uint32_t), "value header is version + term");
+static const char ROOT_AAD[] = "core/root-key";
+static const char KEYRING_AAD[] = "core/keyring";
+
+/* The fixed header of an encrypted value, as laid out on disk. */
+struct barrier_wire_header
+{
+    uint8_t version;    /* BARRIER_FORMAT_VERSION */
+    uint8_t term_be[4]; /* keyring term, big-endian */
+};
+_Static_assert(sizeof(struct barrier_wire_header) == BARRIER_HEADER_LEN,
+               "barrier header is 5 bytes on disk");
+_Static_assert(BARRIER_OVERHEAD == BARRIER_HEADER_LEN + CF_AEAD_OVERHEAD,
+               "BARRIER_OVERHEAD matches the AEAD overhead");
 _Static_assert(BARRIER_KEY_LEN == CF_AEAD_KEY_LEN, "barrier keys are AES-256 keys");
+_Static_assert(KEYRING_ENTRY_LEN == 4 + 8 + BARRIER_KEY_LEN, "keyring entry layout");
 
-struct barrier_term
+struct barrier_key
 {
     uint32_t term;
     int64_t install_time_ns;
-    uint64_t encryptions; /* since unseal, in memory only */
-    struct cf_secret *key;
+    atomic_uint_least64_t encryptions; /* memory only; relaxed increments */
+    struct cf_secret *key;             /* owned; BARRIER_KEY_LEN bytes */
+};
+
+struct keyring
+{
+    struct cf_secret *root;    /* owned; BARRIER_KEY_LEN bytes */
+    struct barrier_key **keys; /* owned; sorted by strictly ascending term */
+    size_t n;                  /* number of keys; the last one is the active term */
 };
 
 struct barrier
 {
-    struct cf_secret *root;     /* NULL while sealed */
-    struct barrier_term *terms; /* ascending by term */
-    size_t n_terms;
-    uint32_t active; /* active term number */
+    pthread_rwlock_t *lock; /* owned; shared for readers, exclusive for keyring changes */
+    bool unsealed;
+    struct keyring kr; /* empty while sealed */
 };
 
 static int64_t now_ns(void)
@@ -50,126 +78,182 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-struct barrier *barrier_new(void)
+static void key_free(struct barrier_key *k)
 {
-    return cf_calloc(1, sizeof(struct barrier));
-}
-
-void barrier_seal(struct barrier *b)
-{
-    if (b == NULL) {
+    if (k == NULL) {
         return;
     }
-    cf_secret_free(b->root);
-    b->root = NULL;
-    for (size_t i = 0; i < b->n_terms; i++) {
-        cf_secret_free(b->terms[i].key);
+    cf_secret_free(k->key);
+    cf_free(k);
+}
+
+/* A key for `term` with `key_bytes` copied in, or fresh random bytes when NULL. */
+static int key_new(uint32_t term,
+                   int64_t install_time_ns,
+                   const uint8_t *key_bytes,
+                   struct barrier_key **out)
+{
+    struct barrier_key *k = cf_calloc(1, sizeof(*k));
+    if (k == NULL) {
+        return CF_ENOMEM;
     }
-    CF_FREE(b->terms);
-    b->n_terms = 0;
-    b->active = 0;
+    k->term = term;
+    k->install_time_ns = install_time_ns;
+    atomic_init(&k->encryptions, 0);
+    k->key = cf_secret_new(BARRIER_KEY_LEN);
+    if (k->key == NULL) {
+        key_free(k);
+        return CF_ENOMEM;
+    }
+    if (key_bytes != NULL) {
+        memcpy(k->key->data, key_bytes, BARRIER_KEY_LEN);
+    } else if (cf_random(k->key->data, BARRIER_KEY_LEN) != CF_OK) {
+        key_free(k);
+        return CF_ECRYPTO;
+    }
+    *out = k;
+    return CF_OK;
+}
+
+static void keyring_clear(struct keyring *kr)
+{
+    for (size_t i = 0; i < kr->n; i++) {
+        key_free(kr->keys[i]);
+    }
+    CF_FREE(kr->keys);
+    kr->n = 0;
+    cf_secret_free(kr->root);
+    kr->root = NULL;
+}
+
+/* The key for `term`, by binary search; NULL when absent. */
+static const struct barrier_key *keyring_find(const struct keyring *kr, uint32_t term)
+{
+    size_t lo = 0;
+    size_t hi = kr->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t t = kr->keys[mid]->term;
+        if (t == term) {
+            return kr->keys[mid];
+        }
+        if (t < term) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return NULL;
+}
+
+struct barrier *barrier_new(void)
+{
+    struct barrier *b = cf_calloc(1, sizeof(*b));
+    if (b == NULL) {
+        return NULL;
+    }
+    b->lock = cf_malloc(sizeof(*b->lock));
+    if (b->lock == NULL) {
+        cf_free(b);
+        return NULL;
+    }
+    /* Writers first: a seal must not wait behind a steady stream of worker-pool reads. */
+    pthread_rwlockattr_t attr;
+    int rv = pthread_rwlockattr_init(&attr);
+    if (rv == 0) {
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        rv = pthread_rwlock_init(b->lock, &attr);
+        pthread_rwlockattr_destroy(&attr);
+    }
+    if (rv != 0) {
+        cf_free(b->lock);
+        cf_free(b);
+        return NULL;
+    }
+    return b;
 }
 
 void barrier_free(struct barrier *b)
 {
-    barrier_seal(b);
+    if (b == NULL) {
+        return;
+    }
+    keyring_clear(&b->kr);
+    pthread_rwlock_destroy(b->lock);
+    cf_free(b->lock);
     cf_free(b);
 }
 
 bool barrier_is_unsealed(const struct barrier *b)
 {
-    return b->root != NULL && b->n_terms > 0;
-}
-
-static int add_term(struct barrier *b, uint32_t term, int64_t when, const uint8_t *key)
-{
-    if (b->n_terms >= MAX_TERMS) {
-        return CF_ETOOBIG;
-    }
-    struct barrier_term *t = cf_realloc(b->terms, (b->n_terms + 1) * sizeof(*t));
-    if (t == NULL) {
-        return CF_ENOMEM;
-    }
-    b->terms = t;
-    struct barrier_term *nt = &b->terms[b->n_terms];
-    nt->key = key ? cf_secret_from(key, BARRIER_KEY_LEN) : cf_secret_new(BARRIER_KEY_LEN);
-    if (nt->key == NULL) {
-        return CF_ENOMEM;
-    }
-    if (key == NULL && cf_random(nt->key->data, BARRIER_KEY_LEN) != CF_OK) {
-        cf_secret_free(nt->key);
-        return CF_ECRYPTO;
-    }
-    nt->term = term;
-    nt->install_time_ns = when;
-    nt->encryptions = 0;
-    b->n_terms++;
-    return CF_OK;
+    pthread_rwlock_rdlock(b->lock);
+    bool unsealed = b->unsealed;
+    pthread_rwlock_unlock(b->lock);
+    return unsealed;
 }
 
 int barrier_generate(struct barrier *b, char errmsg[CF_ERRMSG_SIZE])
 {
-    barrier_seal(b);
-    b->root = cf_secret_new(BARRIER_KEY_LEN);
-    int rv = b->root ? cf_random(b->root->data, BARRIER_KEY_LEN) : CF_ENOMEM;
-    if (rv == CF_OK) {
-        rv = add_term(b, 1, now_ns(), NULL);
+    struct keyring kr = {0};
+    int rv;
+    kr.root = cf_secret_new(BARRIER_KEY_LEN);
+    kr.keys = cf_calloc(1, sizeof(*kr.keys));
+    if (kr.root == NULL || kr.keys == NULL) {
+        cf_errmsg_printf(errmsg, "generate keyring: %s", cf_strerror(CF_ENOMEM));
+        rv = CF_ENOMEM;
+        goto out;
     }
+    rv = cf_random(kr.root->data, BARRIER_KEY_LEN);
     if (rv != CF_OK) {
-        barrier_seal(b);
-        cf_errmsg_printf(errmsg, "generate barrier keys: %s", cf_strerror(rv));
-        return rv;
+        cf_errmsg_printf(errmsg, "generate root key: %s", cf_strerror(rv));
+        goto out;
     }
-    b->active = 1;
-    return CF_OK;
+    rv = key_new(1, now_ns(), NULL, &kr.keys[0]);
+    if (rv != CF_OK) {
+        cf_errmsg_printf(errmsg, "generate term 1 key: %s", cf_strerror(rv));
+        goto out;
+    }
+    kr.n = 1;
+    pthread_rwlock_wrlock(b->lock);
+    if (b->unsealed) {
+        rv = CF_EINVAL;
+        cf_errmsg_printf(errmsg, "generate keyring: barrier is already unsealed");
+    } else {
+        b->kr = kr;
+        b->unsealed = true;
+        memset(&kr, 0, sizeof(kr));
+    }
+    pthread_rwlock_unlock(b->lock);
+out:
+    keyring_clear(&kr);
+    return rv;
 }
 
-/* blob = version || AES-GCM(key, aad, plaintext) */
-static int seal_blob(const uint8_t *key,
+/* Seals pt into a blob: version byte || nonce || ciphertext || tag. */
+static int blob_seal(const uint8_t *key,
                      const char *aad,
+                     size_t aadlen,
                      const uint8_t *pt,
-                     size_t len,
+                     size_t ptlen,
                      uint8_t **out,
                      size_t *outlen)
 {
-    uint8_t *o = cf_malloc(1 + len + CF_AEAD_OVERHEAD);
-    if (o == NULL) {
+    if (ptlen > SIZE_MAX - 1 - CF_AEAD_OVERHEAD) {
+        return CF_ETOOBIG;
+    }
+    size_t len = 1 + CF_AEAD_OVERHEAD + ptlen;
+    uint8_t *blob = cf_malloc(len);
+    if (blob == NULL) {
         return CF_ENOMEM;
     }
-    o[0] = BLOB_VERSION;
-    int rv = cf_aead_seal(key, aad, strlen(aad), pt, len, o + 1);
+    blob[0] = BLOB_VERSION;
+    int rv = cf_aead_seal(key, aad, aadlen, pt, ptlen, blob + 1);
     if (rv != CF_OK) {
-        cf_free(o);
+        cf_free(blob);
         return rv;
     }
-    *out = o;
-    *outlen = 1 + len + CF_AEAD_OVERHEAD;
-    return CF_OK;
-}
-
-static int open_blob(const uint8_t *key,
-                     const char *aad,
-                     const uint8_t *blob,
-                     size_t len,
-                     struct cf_secret **out)
-{
-    if (len < 1 + CF_AEAD_OVERHEAD) {
-        return CF_ECORRUPT;
-    }
-    if (blob[0] != BLOB_VERSION) {
-        return CF_EVERSION;
-    }
-    struct cf_secret *s = cf_secret_new(len - 1 - CF_AEAD_OVERHEAD);
-    size_t n = 0;
-    if (s == NULL) {
-        return CF_ENOMEM;
-    }
-    int rv = cf_aead_open(key, aad, strlen(aad), blob + 1, len - 1, s->data, &n);
-    if (rv != CF_OK) {
-        cf_secret_free(s);
-        return rv == CF_EMALFORMED ? CF_ECORRUPT : rv;
-    }
-    *out = s;
+    *out = blob;
+    *outlen = len;
     return CF_OK;
 }
 
@@ -179,73 +263,130 @@ int barrier_seal_root(const struct barrier *b,
                       uint8_t **out,
                       size_t *outlen)
 {
-    if (b->root == NULL) {
-        return CF_ESEALED;
-    }
-    if (klen != CF_AEAD_KEY_LEN) {
+    if (klen != BARRIER_KEY_LEN) {
         return CF_EINVAL;
     }
-    return seal_blob(unseal_key, "core/root-key", b->root->data, BARRIER_KEY_LEN, out, outlen);
+    pthread_rwlock_rdlock(b->lock);
+    int rv = CF_ESEALED;
+    if (b->unsealed) {
+        rv = blob_seal(unseal_key, ROOT_AAD, sizeof(ROOT_AAD) - 1, b->kr.root->data,
+                       BARRIER_KEY_LEN, out, outlen);
+    }
+    pthread_rwlock_unlock(b->lock);
+    return rv;
 }
 
 int barrier_encode_keyring(const struct barrier *b, uint8_t **out, size_t *outlen)
 {
-    if (!barrier_is_unsealed(b)) {
-        return CF_ESEALED;
+    struct cf_secret *pt = NULL;
+    int rv;
+    pthread_rwlock_rdlock(b->lock);
+    if (!b->unsealed) {
+        rv = CF_ESEALED;
+        goto out;
     }
-    size_t len = 1 + 4 + 4 + b->n_terms * TERM_RECORD_LEN;
-    struct cf_secret *pt = cf_secret_new(len);
+    const struct keyring *kr = &b->kr;
+    if (kr->n > UINT32_MAX || kr->n > (SIZE_MAX - KEYRING_HEADER_LEN) / KEYRING_ENTRY_LEN) {
+        rv = CF_ETOOBIG;
+        goto out;
+    }
+    pt = cf_secret_new(KEYRING_HEADER_LEN + kr->n * KEYRING_ENTRY_LEN);
     if (pt == NULL) {
-        return CF_ENOMEM;
+        rv = CF_ENOMEM;
+        goto out;
     }
     uint8_t *p = pt->data;
-    *p++ = KEYRING_VERSION;
-    cf_put_be32(p, b->active);
-    p += 4;
-    cf_put_be32(p, (uint32_t)b->n_terms);
-    p += 4;
-    for (size_t i = 0; i < b->n_terms; i++) {
-        cf_put_be32(p, b->terms[i].term);
-        cf_put_be64(p + 4, (uint64_t)b->terms[i].install_time_ns);
-        memcpy(p + 12, b->terms[i].key->data, BARRIER_KEY_LEN);
-        p += TERM_RECORD_LEN;
+    p[0] = KEYRING_VERSION;
+    cf_put_be32(p + 1, kr->keys[kr->n - 1]->term);
+    cf_put_be32(p + 5, (uint32_t)kr->n);
+    p += KEYRING_HEADER_LEN;
+    for (size_t i = 0; i < kr->n; i++) {
+        const struct barrier_key *k = kr->keys[i];
+        cf_put_be32(p, k->term);
+        cf_put_be64(p + 4, (uint64_t)k->install_time_ns);
+        memcpy(p + 12, k->key->data, BARRIER_KEY_LEN);
+        p += KEYRING_ENTRY_LEN;
     }
-    int rv = seal_blob(b->root->data, "core/keyring", pt->data, len, out, outlen);
+    rv = blob_seal(kr->root->data, KEYRING_AAD, sizeof(KEYRING_AAD) - 1, pt->data, pt->len, out,
+                   outlen);
+out:
+    pthread_rwlock_unlock(b->lock);
     cf_secret_free(pt);
     return rv;
 }
 
-static int decode_keyring(struct barrier *b, const struct cf_secret *pt)
+/* Parses a keyring plaintext (KEYRING_VERSION) into kr->keys; kr->root is left alone. */
+static int keyring_decode(const uint8_t *p,
+                          size_t len,
+                          struct keyring *kr,
+                          char errmsg[CF_ERRMSG_SIZE])
 {
-    const uint8_t *p = pt->data;
-    if (pt->len < 9) {
+    if (len < 1) {
+        cf_errmsg_printf(errmsg, "keyring is empty");
         return CF_ECORRUPT;
     }
     if (p[0] != KEYRING_VERSION) {
+        cf_errmsg_printf(errmsg, "keyring version %u is not supported", p[0]);
         return CF_EVERSION;
     }
-    uint32_t active = cf_get_be32(p + 1);
-    uint32_t n = cf_get_be32(p + 5);
-    if (n == 0 || n > MAX_TERMS || pt->len != 9 + (size_t)n * TERM_RECORD_LEN) {
+    if (len < KEYRING_HEADER_LEN) {
+        cf_errmsg_printf(errmsg, "keyring is truncated");
         return CF_ECORRUPT;
     }
-    p += 9;
-    bool found = false;
-    for (uint32_t i = 0; i < n; i++, p += TERM_RECORD_LEN) {
-        uint32_t term = cf_get_be32(p);
-        if (term == 0 || (b->n_terms > 0 && term <= b->terms[b->n_terms - 1].term)) {
+    uint32_t active = cf_get_be32(p + 1);
+    uint32_t count = cf_get_be32(p + 5);
+    if (count == 0 || count > (len - KEYRING_HEADER_LEN) / KEYRING_ENTRY_LEN ||
+        len != KEYRING_HEADER_LEN + (size_t)count * KEYRING_ENTRY_LEN) {
+        cf_errmsg_printf(errmsg, "keyring length %zu does not hold %" PRIu32 " keys", len, count);
+        return CF_ECORRUPT;
+    }
+    kr->keys = cf_calloc(count, sizeof(*kr->keys));
+    if (kr->keys == NULL) {
+        cf_errmsg_printf(errmsg, "keyring: %s", cf_strerror(CF_ENOMEM));
+        return CF_ENOMEM;
+    }
+    const uint8_t *e = p + KEYRING_HEADER_LEN;
+    uint32_t prev = 0;
+    for (uint32_t i = 0; i < count; i++, e += KEYRING_ENTRY_LEN) {
+        uint32_t term = cf_get_be32(e);
+        if (term <= prev) {
+            cf_errmsg_printf(errmsg, "keyring terms are not ascending at term %" PRIu32, term);
             return CF_ECORRUPT;
         }
-        int rv = add_term(b, term, (int64_t)cf_get_be64(p + 4), p + 12);
+        prev = term;
+        int rv = key_new(term, (int64_t)cf_get_be64(e + 4), e + 12, &kr->keys[i]);
         if (rv != CF_OK) {
+            cf_errmsg_printf(errmsg, "keyring: %s", cf_strerror(rv));
             return rv;
         }
-        found = found || term == active;
+        kr->n++;
     }
-    if (!found) {
+    if (active != prev) {
+        cf_errmsg_printf(errmsg, "keyring active term %" PRIu32 " is not its newest term %" PRIu32,
+                         active, prev);
         return CF_ECORRUPT;
     }
-    b->active = active;
+    return CF_OK;
+}
+
+/* Checks a blob's version and length; the AEAD part starts at blob + 1. */
+static int blob_check(const uint8_t *blob,
+                      size_t len,
+                      const char *what,
+                      char errmsg[CF_ERRMSG_SIZE])
+{
+    if (len < 1) {
+        cf_errmsg_printf(errmsg, "%s is empty", what);
+        return CF_ECORRUPT;
+    }
+    if (blob[0] != BLOB_VERSION) {
+        cf_errmsg_printf(errmsg, "%s version %u is not supported", what, blob[0]);
+        return CF_EVERSION;
+    }
+    if (len < 1 + CF_AEAD_OVERHEAD) {
+        cf_errmsg_printf(errmsg, "%s is truncated", what);
+        return CF_ECORRUPT;
+    }
     return CF_OK;
 }
 
@@ -258,82 +399,151 @@ int barrier_unseal(struct barrier *b,
                    size_t keyring_len,
                    char errmsg[CF_ERRMSG_SIZE])
 {
-    struct cf_secret *root = NULL;
-    struct cf_secret *ring = NULL;
-    barrier_seal(b);
-    if (klen != CF_AEAD_KEY_LEN) {
-        cf_errmsg_printf(errmsg, "unseal key must be %d bytes", CF_AEAD_KEY_LEN);
-        return CF_EAUTH;
+    struct keyring kr = {0};
+    struct cf_secret *pt = NULL;
+    int rv;
+    size_t n = 0;
+
+    if (klen != BARRIER_KEY_LEN) {
+        cf_errmsg_printf(errmsg, "unseal key is %zu bytes, want %d", klen, BARRIER_KEY_LEN);
+        return CF_EINVAL;
     }
-    int rv = open_blob(unseal_key, "core/root-key", root_blob, root_len, &root);
+    rv = blob_check(root_blob, root_len, "root key blob", errmsg);
+    if (rv != CF_OK) {
+        goto out;
+    }
+    if (root_len != ROOT_BLOB_LEN) {
+        cf_errmsg_printf(errmsg, "root key blob is %zu bytes, want %d", root_len, ROOT_BLOB_LEN);
+        rv = CF_ECORRUPT;
+        goto out;
+    }
+    kr.root = cf_secret_new(BARRIER_KEY_LEN);
+    if (kr.root == NULL) {
+        cf_errmsg_printf(errmsg, "root key: %s", cf_strerror(CF_ENOMEM));
+        rv = CF_ENOMEM;
+        goto out;
+    }
+    rv = cf_aead_open(unseal_key, ROOT_AAD, sizeof(ROOT_AAD) - 1, root_blob + 1, root_len - 1,
+                      kr.root->data, &n);
+    if (rv == CF_EAUTH) {
+        cf_errmsg_printf(errmsg, "root key does not decrypt: the unseal key is wrong");
+        goto out;
+    }
     if (rv != CF_OK) {
         cf_errmsg_printf(errmsg, "decrypt root key: %s", cf_strerror(rv));
-        return rv;
+        goto out;
     }
-    if (root->len != BARRIER_KEY_LEN) {
-        cf_secret_free(root);
-        cf_errmsg_printf(errmsg, "decrypt root key: wrong length");
-        return CF_ECORRUPT;
-    }
-    rv = open_blob(root->data, "core/keyring", keyring_blob, keyring_len, &ring);
-    if (rv == CF_OK) {
-        rv = decode_keyring(b, ring);
-    }
-    cf_secret_free(ring);
+
+    rv = blob_check(keyring_blob, keyring_len, "keyring blob", errmsg);
     if (rv != CF_OK) {
-        cf_secret_free(root);
-        barrier_seal(b);
-        cf_errmsg_printf(errmsg, "decrypt keyring: %s", cf_strerror(rv));
-        return rv == CF_EAUTH ? CF_ECORRUPT : rv;
+        goto out;
     }
-    b->root = root;
-    return CF_OK;
+    pt = cf_secret_new(keyring_len - 1 - CF_AEAD_OVERHEAD);
+    if (pt == NULL) {
+        cf_errmsg_printf(errmsg, "keyring: %s", cf_strerror(CF_ENOMEM));
+        rv = CF_ENOMEM;
+        goto out;
+    }
+    rv = cf_aead_open(kr.root->data, KEYRING_AAD, sizeof(KEYRING_AAD) - 1, keyring_blob + 1,
+                      keyring_len - 1, pt->data, &n);
+    if (rv == CF_EAUTH) {
+        cf_errmsg_printf(errmsg, "keyring does not decrypt under the root key");
+        rv = CF_ECORRUPT;
+        goto out;
+    }
+    if (rv != CF_OK) {
+        cf_errmsg_printf(errmsg, "decrypt keyring: %s", cf_strerror(rv));
+        goto out;
+    }
+    rv = keyring_decode(pt->data, pt->len, &kr, errmsg);
+    if (rv != CF_OK) {
+        goto out;
+    }
+
+    pthread_rwlock_wrlock(b->lock);
+    if (b->unsealed) {
+        cf_errmsg_printf(errmsg, "barrier is already unsealed");
+        rv = CF_EINVAL;
+    } else {
+        b->kr = kr;
+        b->unsealed = true;
+        memset(&kr, 0, sizeof(kr));
+    }
+    pthread_rwlock_unlock(b->lock);
+out:
+    cf_secret_free(pt);
+    keyring_clear(&kr);
+    return rv;
+}
+
+void barrier_seal(struct barrier *b)
+{
+    pthread_rwlock_wrlock(b->lock);
+    keyring_clear(&b->kr);
+    b->unsealed = false;
+    pthread_rwlock_unlock(b->lock);
 }
 
 int barrier_rotate(struct barrier *b, uint32_t *new_term)
 {
-    if (!barrier_is_unsealed(b)) {
-        return CF_ESEALED;
+    struct barrier_key *k = NULL;
+    int rv;
+    pthread_rwlock_wrlock(b->lock);
+    if (!b->unsealed) {
+        rv = CF_ESEALED;
+        goto out;
     }
-    uint32_t term = b->terms[b->n_terms - 1].term + 1;
-    int rv = add_term(b, term, now_ns(), NULL);
+    struct keyring *kr = &b->kr;
+    uint32_t last = kr->keys[kr->n - 1]->term;
+    if (last == UINT32_MAX || kr->n >= SIZE_MAX / sizeof(*kr->keys)) {
+        rv = CF_ETOOBIG;
+        goto out;
+    }
+    rv = key_new(last + 1, now_ns(), NULL, &k);
     if (rv != CF_OK) {
-        return rv;
+        goto out;
     }
-    b->active = term;
-    *new_term = term;
-    return CF_OK;
+    struct barrier_key **keys = cf_realloc(kr->keys, (kr->n + 1) * sizeof(*keys));
+    if (keys == NULL) {
+        rv = CF_ENOMEM;
+        goto out;
+    }
+    keys[kr->n] = k;
+    k = NULL;
+    kr->keys = keys;
+    kr->n++;
+    *new_term = last + 1;
+out:
+    pthread_rwlock_unlock(b->lock);
+    key_free(k);
+    return rv;
 }
 
-static const struct barrier_term *find_term(const struct barrier *b, uint32_t term)
-{
-    size_t lo = 0;
-    size_t hi = b->n_terms;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (b->terms[mid].term == term) {
-            return &b->terms[mid];
-        }
-        if (b->terms[mid].term < term) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return NULL;
-}
-
-/* AAD = the 5 header bytes followed by the storage path. */
-static uint8_t *make_aad(const uint8_t header[HEADER_LEN], const char *path, size_t *len)
+/* Points *aad at header || path, in stackbuf when it fits, else in a cf_malloc'd buffer that
+ * the caller frees when *aad != stackbuf. */
+static int aad_build(const uint8_t *header,
+                     const char *path,
+                     uint8_t *stackbuf,
+                     uint8_t **aad,
+                     size_t *aadlen)
 {
     size_t plen = strlen(path);
-    uint8_t *aad = cf_malloc(HEADER_LEN + plen);
-    if (aad != NULL) {
-        memcpy(aad, header, HEADER_LEN);
-        memcpy(aad + HEADER_LEN, path, plen);
-        *len = HEADER_LEN + plen;
+    if (plen > SIZE_MAX - BARRIER_HEADER_LEN) {
+        return CF_ETOOBIG;
     }
-    return aad;
+    size_t len = BARRIER_HEADER_LEN + plen;
+    uint8_t *p = stackbuf;
+    if (len > AAD_STACK) {
+        p = cf_malloc(len);
+        if (p == NULL) {
+            return CF_ENOMEM;
+        }
+    }
+    memcpy(p, header, BARRIER_HEADER_LEN);
+    memcpy(p + BARRIER_HEADER_LEN, path, plen);
+    *aad = p;
+    *aadlen = len;
+    return CF_OK;
 }
 
 int barrier_encrypt(struct barrier *b,
@@ -343,31 +553,46 @@ int barrier_encrypt(struct barrier *b,
                     uint8_t **out,
                     size_t *outlen)
 {
-    if (!barrier_is_unsealed(b)) {
-        return CF_ESEALED;
-    }
-    if (len > SIZE_MAX - HEADER_LEN - CF_AEAD_OVERHEAD) {
+    uint8_t stackbuf[AAD_STACK];
+    uint8_t *aad = NULL;
+    uint8_t *buf = NULL;
+    size_t aadlen = 0;
+    int rv;
+    if (len > SIZE_MAX - BARRIER_OVERHEAD) {
         return CF_ETOOBIG;
     }
-    struct barrier_term *t = (struct barrier_term *)find_term(b, b->active);
-    uint8_t *o = cf_malloc(HEADER_LEN + len + CF_AEAD_OVERHEAD);
-    if (o == NULL) {
-        return CF_ENOMEM;
+    pthread_rwlock_rdlock(b->lock);
+    if (!b->unsealed) {
+        rv = CF_ESEALED;
+        goto out;
     }
-    o[0] = VALUE_VERSION;
-    cf_put_be32(o + 1, t->term);
-    size_t aadlen = 0;
-    uint8_t *aad = make_aad(o, path, &aadlen);
-    int rv = aad ? cf_aead_seal(t->key->data, aad, aadlen, pt, len, o + HEADER_LEN) : CF_ENOMEM;
-    cf_free(aad);
+    struct barrier_key *k = b->kr.keys[b->kr.n - 1];
+    buf = cf_malloc(len + BARRIER_OVERHEAD);
+    if (buf == NULL) {
+        rv = CF_ENOMEM;
+        goto out;
+    }
+    buf[0] = BARRIER_FORMAT_VERSION;
+    cf_put_be32(buf + 1, k->term);
+    rv = aad_build(buf, path, stackbuf, &aad, &aadlen);
     if (rv != CF_OK) {
-        cf_free(o);
-        return rv;
+        goto out;
     }
-    t->encryptions++;
-    *out = o;
-    *outlen = HEADER_LEN + len + CF_AEAD_OVERHEAD;
-    return CF_OK;
+    rv = cf_aead_seal(k->key->data, aad, aadlen, pt, len, buf + BARRIER_HEADER_LEN);
+    if (rv != CF_OK) {
+        goto out;
+    }
+    atomic_fetch_add_explicit(&k->encryptions, 1, memory_order_relaxed);
+    *out = buf;
+    *outlen = len + BARRIER_OVERHEAD;
+    buf = NULL;
+out:
+    pthread_rwlock_unlock(b->lock);
+    if (aad != stackbuf) {
+        cf_free(aad);
+    }
+    cf_free(buf);
+    return rv;
 }
 
 int barrier_decrypt(const struct barrier *b,
@@ -377,48 +602,69 @@ int barrier_decrypt(const struct barrier *b,
                     uint8_t **out,
                     size_t *outlen)
 {
-    if (!barrier_is_unsealed(b)) {
-        return CF_ESEALED;
-    }
-    if (len < HEADER_LEN + CF_AEAD_OVERHEAD) {
-        return CF_ECORRUPT;
-    }
-    if (ct[0] != VALUE_VERSION) {
-        return CF_EVERSION;
-    }
-    const struct barrier_term *t = find_term(b, cf_get_be32(ct + 1));
-    if (t == NULL) {
-        return CF_ENOTFOUND;
-    }
-    size_t ptcap = len - HEADER_LEN - CF_AEAD_OVERHEAD;
-    uint8_t *o = cf_malloc(ptcap + 1);
+    uint8_t stackbuf[AAD_STACK];
+    uint8_t *aad = NULL;
+    uint8_t *buf = NULL;
     size_t aadlen = 0;
-    uint8_t *aad = make_aad(ct, path, &aadlen);
-    if (o == NULL || aad == NULL) {
-        cf_free(o);
-        cf_free(aad);
-        return CF_ENOMEM;
+    int rv;
+    pthread_rwlock_rdlock(b->lock);
+    if (!b->unsealed) {
+        rv = CF_ESEALED;
+        goto out;
+    }
+    if (len < 1) {
+        rv = CF_ECORRUPT;
+        goto out;
+    }
+    if (ct[0] != BARRIER_FORMAT_VERSION) {
+        rv = CF_EVERSION;
+        goto out;
+    }
+    if (len < BARRIER_OVERHEAD) {
+        rv = CF_ECORRUPT;
+        goto out;
+    }
+    const struct barrier_key *k = keyring_find(&b->kr, cf_get_be32(ct + 1));
+    if (k == NULL) {
+        rv = CF_ENOTFOUND;
+        goto out;
+    }
+    rv = aad_build(ct, path, stackbuf, &aad, &aadlen);
+    if (rv != CF_OK) {
+        goto out;
+    }
+    buf = cf_malloc(len - BARRIER_OVERHEAD);
+    if (buf == NULL) {
+        rv = CF_ENOMEM;
+        goto out;
     }
     size_t n = 0;
-    int rv = cf_aead_open(t->key->data, aad, aadlen, ct + HEADER_LEN, len - HEADER_LEN, o, &n);
-    cf_free(aad);
+    rv = cf_aead_open(k->key->data, aad, aadlen, ct + BARRIER_HEADER_LEN, len - BARRIER_HEADER_LEN,
+                      buf, &n);
     if (rv != CF_OK) {
-        cf_free(o);
-        return rv;
+        goto out;
     }
-    o[n] = 0;
-    *out = o;
+    *out = buf;
     *outlen = n;
-    return CF_OK;
+    buf = NULL;
+out:
+    pthread_rwlock_unlock(b->lock);
+    if (aad != stackbuf) {
+        cf_free(aad);
+    }
+    cf_free(buf);
+    return rv;
 }
 
 void barrier_term_info(const struct barrier *b, struct barrier_term_info *out)
 {
     memset(out, 0, sizeof(*out));
-    const struct barrier_term *t = barrier_is_unsealed(b) ? find_term(b, b->active) : NULL;
-    if (t != NULL) {
-        out->term = t->term;
-        out->install_time_ns = t->install_time_ns;
-        out->encryptions = t->encryptions;
+    pthread_rwlock_rdlock(b->lock);
+    if (b->unsealed) {
+        const struct barrier_key *k = b->kr.keys[b->kr.n - 1];
+        out->term = k->term;
+        out->install_time_ns = k->install_time_ns;
+        out->encryptions = atomic_load_explicit(&k->encryptions, memory_order_relaxed);
     }
+    pthread_rwlock_unlock(b->lock);
 }

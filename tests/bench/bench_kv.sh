@@ -164,7 +164,7 @@ ratio = rows["coffer_write_h1"][0] / rows["etcd_put_h1"][0]
 print(f"\ncoffer write HTTP/1.1 / etcd put: {ratio:.2f}x")
 writes, entries = grouping
 print(f"coffer writes (probes included): {writes} acknowledged in {entries} raft entries, "
-      f"{writes / max(entries, 1):.1f} writes per entry (one fsync each)")
+      f"{writes / max(entries, 1):.1f} writes per entry (one durable append each)")
 print(f"targets: reads >= 20000/s: {'met' if min(rows['coffer_read_h1'][0], rows['coffer_read_h2'][0]) >= 20000 else 'NOT met'}; "
       f"writes >= etcd put: {'met' if ratio >= 1 else 'NOT met'}")
 EOF

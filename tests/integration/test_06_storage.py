@@ -224,7 +224,8 @@ def test_snapshot_taken_and_restored(server):
     written = {}
     batch = 0
     while not snapshots(server.data_dir):
-        assert batch < 8, f"no snapshot after {len(written)} writes; files: {list(server.data_dir.iterdir())}"
+        files = sorted(p.name for p in server.data_dir.iterdir())
+        assert batch < 8, f"no snapshot after {len(written)} writes; files: {files}"
         count = 9200 if batch == 0 else 2000
         pv = [(f"snap/k{batch}-{i}", {"v": rand_letters(), "i": i}) for i in range(count)]
         write_many(server, token, pv, threads)

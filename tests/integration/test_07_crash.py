@@ -27,7 +27,7 @@ class Writer(threading.Thread):
     def __init__(self, server, token, tid, cycle, rng, stop):
         super().__init__(daemon=True)
         self.server, self.tid, self.cycle, self.stop = server, tid, cycle, stop
-        self.pads = [ "".join(rng.choice(string.ascii_letters) for _ in range(16)) for _ in range(64)]
+        self.rng = random.Random(rng.getrandbits(64))
         self.session = requests.Session()
         self.session.headers["X-Vault-Token"] = token
         self.acked = {}
@@ -38,7 +38,8 @@ class Writer(threading.Thread):
         n = 0
         while not self.stop.is_set():
             key = f"{self.tid}-{self.cycle}-{n}"
-            value = {"n": n, "pad": self.pads[n % len(self.pads)]}
+            pad = "".join(self.rng.choices(string.ascii_letters, k=self.rng.randint(8, 64)))
+            value = {"n": n, "pad": pad}
             try:
                 r = self.session.post(
                     self.server.url(f"secret/crash/{key}"), json=value, timeout=10 * SCALE
@@ -133,7 +134,8 @@ def test_kill9_while_writing_loses_no_acknowledged_write(server):
         last_cycle = [k for w in writers for k in w.acked]
         for w in writers:
             acked.update(w.acked)
-        stats.append((cycle, round(delay, 2), len(last_cycle), sum(w.failed for w in writers), checked))
+        failed = sum(w.failed for w in writers)
+        stats.append((cycle, delay, len(last_cycle), failed, checked))
 
     server.start()
     server.unseal(keys[2:5])
@@ -141,7 +143,13 @@ def test_kill9_while_writing_loses_no_acknowledged_write(server):
     server.stop()
 
     for cycle, delay, n, failed, chk in stats:
-        print(f"cycle {cycle:2d}: kill after {delay:.2f}s, acked {n:5d}, unacked {failed}, verified-before {chk}")
-    print(f"total acknowledged {len(acked)} over {CYCLES} kill -9 cycles, all present; final GETs {checked}")
+        print(
+            f"cycle {cycle:2d}: kill after {delay:.2f}s, acked {n:5d}, unacked {failed}, "
+            f"GETs before writing {chk}"
+        )
+    print(
+        f"total acknowledged {len(acked)} over {CYCLES} kill -9 cycles, all present; "
+        f"final GETs {checked}"
+    )
     assert len(acked) > CYCLES * WRITERS, "too few writes were acknowledged to mean anything"
     assert all(n > 0 for _, _, n, _, _ in stats), "a cycle acknowledged no write"

@@ -34,6 +34,7 @@ ninja -C build-asan
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp"
 
 step "unit tests (sanitizers)"
 (cd build-asan && ctest --output-on-failure -j2)

@@ -127,9 +127,14 @@ static void kv_write(struct node_view *view, struct node_request *req)
         node_request_done(req, NULL);
         return;
     }
-    node_write_put(w, req->rel_path, (const uint8_t *)s, strlen(s));
+    int rv = node_write_put(w, req->rel_path, (const uint8_t *)s, strlen(s));
     cf_cleanse(s, strlen(s));
     cf_free(s);
+    if (rv == CF_EINVAL) {
+        node_write_free(w);
+        node_request_done(req, node_response_error(400, "invalid path: too long"));
+        return;
+    }
     node_write_commit(w, kv_write_done_cb, req);
 }
 

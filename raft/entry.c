@@ -12,8 +12,6 @@
 #include "lib/mem.h"
 #include "raft/store.h"
 
-#define MAX_KEY_LEN 4096
-
 /* Batch builders (declared in raft/store.h) ------------------------------------------------ */
 
 struct rft_batch *rft_batch_new(void)
@@ -46,6 +44,11 @@ static int add_op(struct rft_batch *b,
                   size_t len,
                   uint64_t version)
 {
+    size_t klen = strlen(key);
+    if (klen == 0 || klen > RFT_KEY_MAX) {
+        /* Every replica's decoder refuses such a key: committing it would stop the FSM. */
+        return CF_EINVAL;
+    }
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 4;
         struct rft_op *ops = cf_realloc(b->ops, cap * sizeof(*ops));
@@ -71,7 +74,7 @@ static int add_op(struct rft_batch *b,
         op->len = len;
     }
     op->version = version;
-    b->bytes += strlen(key) + len + 24;
+    b->bytes += klen + len + 24;
     b->n++;
     return CF_OK;
 }
@@ -176,11 +179,11 @@ static int decode_op(const msgpack_object *o, struct rft_batch *b)
     const msgpack_object *a = o->via.array.ptr;
     uint32_t size = o->via.array.size;
     const msgpack_object *k = &a[1];
-    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0 || k->via.str.size > MAX_KEY_LEN ||
+    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0 || k->via.str.size > RFT_KEY_MAX ||
         memchr(k->via.str.ptr, '\0', k->via.str.size) != NULL) {
         return CF_EMALFORMED;
     }
-    char key[MAX_KEY_LEN + 1];
+    char key[RFT_KEY_MAX + 1];
     memcpy(key, k->via.str.ptr, k->via.str.size);
     key[k->via.str.size] = '\0';
     switch (code) {
@@ -227,7 +230,9 @@ int rft_entry_decode(const uint8_t *p,
     const msgpack_object *root = &u.data;
     uint64_t format;
     uint64_t type;
-    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 3 ||
+    /* The version comes first and decides the shape of the rest: a later format may have a
+     * different number of fields, and must still be reported as a version to upgrade for. */
+    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 1 ||
         !get_uint(&root->via.array.ptr[0], &format)) {
         goto out;
     }
@@ -236,7 +241,7 @@ int rft_entry_decode(const uint8_t *p,
         rv = CF_EVERSION;
         goto out;
     }
-    if (!get_uint(&root->via.array.ptr[1], &type)) {
+    if (root->via.array.size != 3 || !get_uint(&root->via.array.ptr[1], &type)) {
         goto out;
     }
     if (type != RFT_ENTRY_GROUP) {

@@ -13,6 +13,7 @@
 #include "lib/err.h"
 
 #define RFT_ENTRY_FORMAT 1 /* highest entry format this build reads and writes */
+#define RFT_KEY_MAX 4096   /* longest key, in bytes, that an entry may carry */
 
 enum rft_entry_type {
     RFT_ENTRY_GROUP = 1,

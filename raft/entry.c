@@ -117,6 +117,7 @@ static int buf_write(void *data, const char *p, size_t n)
 
 int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *out)
 {
+    size_t start = out->len;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
     int err = 0;
@@ -154,6 +155,14 @@ int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *
                 err |= msgpack_pack_uint64(&pk, op->version);
             }
         }
+    }
+    /* libraft's disk format needs entry buffers of a multiple of 8 bytes (it writes and reads
+     * back only the length it was given, but pads to 8 on disk and assumes that the length
+     * already was): pad with zero bytes. */
+    static const uint8_t zeros[8];
+    size_t pad = (8 - (out->len - start) % 8) % 8;
+    if (err == 0 && pad > 0) {
+        err = cf_buf_append(out, zeros, pad) == CF_OK ? 0 : -1;
     }
     return err == 0 ? CF_OK : CF_ENOMEM;
 }
@@ -210,6 +219,23 @@ static int decode_op(const msgpack_object *o, struct rft_batch *b)
     }
 }
 
+/* After the msgpack object: nothing, or 1-7 zero bytes that end on a multiple of 8. */
+static bool padding_ok(const uint8_t *p, size_t off, size_t len)
+{
+    if (off == len) {
+        return true;
+    }
+    if (len - off >= 8 || len % 8 != 0) {
+        return false;
+    }
+    for (size_t i = off; i < len; i++) {
+        if (p[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 int rft_entry_decode(const uint8_t *p,
                      size_t len,
                      struct rft_batch ***out,
@@ -224,7 +250,7 @@ int rft_entry_decode(const uint8_t *p,
     int rv = CF_EMALFORMED;
     *format_out = 0;
     if (msgpack_unpack_next(&u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
+        !padding_ok(p, off, len)) {
         goto out;
     }
     const msgpack_object *root = &u.data;

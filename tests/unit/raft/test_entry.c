@@ -91,6 +91,7 @@ static void test_round_trip(void **state)
     build_batches(b);
     struct cf_buf out;
     encode(b, 4, &out);
+    assert_int_equal(out.len % 8, 0); /* padded for libraft */
     /* [1, 1, [...]] */
     assert_int_equal(out.data[0], 0x93);
     assert_int_equal(out.data[1], 0x01);
@@ -217,14 +218,35 @@ static void test_malformed(void **state)
     struct cf_buf out;
     encode(b, 4, &out);
 
-    /* Truncated at every length, and trailing bytes. */
+    /* The msgpack object ends with the last value byte ('u'); zero padding follows. */
+    size_t obj = out.len;
+    while (out.data[obj - 1] == 0) {
+        obj--;
+    }
+    assert_int_equal(out.data[obj - 1], 'u');
+    assert_true(out.len - obj < 8);
+    /* Truncated at every length: refused, except the bare object without its padding. */
     for (size_t n = 0; n < out.len; n++) {
+        if (n == obj) {
+            struct rft_batch **d;
+            size_t nd;
+            uint64_t format;
+            assert_int_equal(rft_entry_decode(out.data, n, &d, &nd, &format), CF_OK);
+            free_batches(d, nd);
+            continue;
+        }
         refuse(out.data, n, CF_EMALFORMED);
     }
-    uint8_t *longer = cf_malloc(out.len + 1);
+    /* Trailing bytes: anything but zero padding that ends on a multiple of 8. */
+    uint8_t *longer = cf_calloc(1, out.len + 16);
     memcpy(longer, out.data, out.len);
+    refuse(longer, out.len + 8, CF_EMALFORMED); /* 8 or more zero bytes */
+    refuse(longer, out.len + 1, CF_EMALFORMED);
     longer[out.len] = 0xc0;
     refuse(longer, out.len + 1, CF_EMALFORMED);
+    assert_true(obj < out.len); /* this entry needs padding */
+    longer[out.len - 1] = 1;    /* non-zero padding */
+    refuse(longer, out.len, CF_EMALFORMED);
     cf_free(longer);
     /* Bytes that are not msgpack at all. */
     refuse("\xc1", 1, CF_EMALFORMED);

@@ -219,6 +219,137 @@ static int decode_op(const msgpack_object *o, struct rft_batch *b)
     }
 }
 
+static uint64_t get_be(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+/* Walks the first msgpack object of p without allocating, checking that every length and
+ * element count fits in the bytes left. msgpack-c allocates for an array's declared count
+ * before reading its elements, so a 6-byte entry declaring 2^32 elements would make it
+ * allocate tens of GiB. Every element takes at least one byte: `pending`, the number of
+ * objects still to read, can never exceed the bytes left. */
+static bool msgpack_sizes_ok(const uint8_t *p, size_t len)
+{
+    uint64_t pending = 1;
+    size_t off = 0;
+    while (pending > 0) {
+        if (pending > len - off) {
+            return false;
+        }
+        uint8_t t = p[off++];
+        pending--;
+        size_t lenbytes = 0; /* big-endian length field that follows t */
+        uint64_t fixed = 0;  /* payload bytes known from t alone */
+        int kind = 0;        /* 0: payload of `len` bytes, 1: array count, 2: map count */
+        if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+            continue;
+        } else if (t >= 0x80 && t <= 0x8f) {
+            pending += 2u * (t & 0x0fu);
+            continue;
+        } else if (t >= 0x90 && t <= 0x9f) {
+            pending += t & 0x0fu;
+            continue;
+        } else if (t >= 0xa0 && t <= 0xbf) {
+            fixed = t & 0x1fu;
+        } else {
+            /* bin/str 8,16,32: c4-c6, d9-db; ext 8,16,32: c7-c9 (+1 type byte); numbers:
+             * ca-d3; fixext 1..16: d4-d8 (+1 type byte); array16/32: dc/dd; map16/32: de/df. */
+            switch (t) {
+                case 0xc4:
+                case 0xd9:
+                    lenbytes = 1;
+                    break;
+                case 0xc5:
+                case 0xda:
+                    lenbytes = 2;
+                    break;
+                case 0xc6:
+                case 0xdb:
+                    lenbytes = 4;
+                    break;
+                case 0xc7:
+                    lenbytes = 1;
+                    fixed = 1;
+                    break;
+                case 0xc8:
+                    lenbytes = 2;
+                    fixed = 1;
+                    break;
+                case 0xc9:
+                    lenbytes = 4;
+                    fixed = 1;
+                    break;
+                case 0xca:
+                case 0xce:
+                case 0xd2:
+                    fixed = 4;
+                    break;
+                case 0xcb:
+                case 0xcf:
+                case 0xd3:
+                    fixed = 8;
+                    break;
+                case 0xcc:
+                case 0xd0:
+                    fixed = 1;
+                    break;
+                case 0xcd:
+                case 0xd1:
+                    fixed = 2;
+                    break;
+                case 0xd4:
+                case 0xd5:
+                case 0xd6:
+                case 0xd7:
+                case 0xd8: /* fixext 1..16 */
+                    fixed = 1 + (1u << (t - 0xd4));
+                    break;
+                case 0xdc:
+                    lenbytes = 2;
+                    kind = 1;
+                    break;
+                case 0xdd:
+                    lenbytes = 4;
+                    kind = 1;
+                    break;
+                case 0xde:
+                    lenbytes = 2;
+                    kind = 2;
+                    break;
+                case 0xdf:
+                    lenbytes = 4;
+                    kind = 2;
+                    break;
+                default:
+                    return false; /* 0xc1: never used */
+            }
+        }
+        if (lenbytes > len - off) {
+            return false;
+        }
+        uint64_t n = get_be(p + off, lenbytes);
+        off += lenbytes;
+        if (kind == 1) {
+            pending += n;
+            continue;
+        }
+        if (kind == 2) {
+            pending += 2 * n;
+            continue;
+        }
+        if (n > len - off || fixed > len - off - n) {
+            return false;
+        }
+        off += (size_t)(n + fixed);
+    }
+    return true;
+}
+
 /* After the msgpack object: nothing, or 1-7 zero bytes that end on a multiple of 8. */
 static bool padding_ok(const uint8_t *p, size_t off, size_t len)
 {
@@ -249,7 +380,8 @@ int rft_entry_decode(const uint8_t *p,
     size_t n = 0;
     int rv = CF_EMALFORMED;
     *format_out = 0;
-    if (msgpack_unpack_next(&u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+    if (!msgpack_sizes_ok(p, len) ||
+        msgpack_unpack_next(&u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
         !padding_ok(p, off, len)) {
         goto out;
     }

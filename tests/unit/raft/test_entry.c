@@ -248,6 +248,16 @@ static void test_malformed(void **state)
     longer[out.len - 1] = 1;    /* non-zero padding */
     refuse(longer, out.len, CF_EMALFORMED);
     cf_free(longer);
+    /* Declared sizes far beyond the input (found by fuzz_raft_entry: msgpack-c allocated
+     * 17 GB for this 26-byte input before noticing it ends). */
+    refuse("\x93\x01\x01\x91\xdd\x1b\x77\xae\xe4\x73/wrapping/tok\0\0\0", 26,
+           CF_EMALFORMED);
+    refuse("\x93\x01\x01\xdd\xff\xff\xff\xff", 8, CF_EMALFORMED);
+    refuse("\x93\x01\x01\xdf\xff\xff\xff\xff", 8, CF_EMALFORMED);
+    refuse("\x93\x01\x01\xc6\xff\xff\xff\xff", 8, CF_EMALFORMED);
+    refuse("\x93\x01\x01\xdb\x00\x00\x00\x09" "abc", 11, CF_EMALFORMED);
+    refuse("\x93\x01\x01\xc9\x00\x00\x00\x01\x05", 9, CF_EMALFORMED);
+    refuse("\x93\x01\x01\xd8\x05", 5, CF_EMALFORMED);
     /* Bytes that are not msgpack at all. */
     refuse("\xc1", 1, CF_EMALFORMED);
     refuse("\x93\x01\x01\xc1", 4, CF_EMALFORMED);

@@ -69,6 +69,10 @@ static char *url_decode(const char *s, size_t n, bool plus_space)
             char hex[3] = {s[i + 1], s[i + 2], 0};
             c = (char)strtol(hex, NULL, 16);
             i += 2;
+            if (c == '\0') {
+                cf_free(out); /* %00 would silently cut the string short */
+                return NULL;
+            }
         } else if (c == '+' && plus_space) {
             c = ' ';
         }
@@ -76,6 +80,47 @@ static char *url_decode(const char *s, size_t n, bool plus_space)
     }
     out[o] = '\0';
     return out;
+}
+
+/* True when s is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
+ * JSON, and so every response that echoes a path, can carry nothing else. */
+static bool utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        size_t n;
+        unsigned min;
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1;
+            min = 0x80;
+            c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+            min = 0x800;
+            c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+            min = 0x10000;
+            c &= 0x07;
+        } else {
+            return false;
+        }
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return false;
+            }
+            c = c << 6 | (p[i] & 0x3fu);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+            return false;
+        }
+        p += n + 1;
+    }
+    return true;
 }
 
 /* Parses "a=1&b=2" into obj (string values; the first of repeated keys wins). */
@@ -91,7 +136,7 @@ static int parse_form(const char *s, size_t n, json_t *obj)
         size_t klen = eq ? (size_t)(eq - (s + i)) : j - i;
         char *k = url_decode(s + i, klen, true);
         char *v = eq ? url_decode(eq + 1, (size_t)(s + j - eq - 1), true) : cf_strdup("");
-        if (k == NULL || v == NULL) {
+        if (k == NULL || v == NULL || !utf8_valid(k) || !utf8_valid(v)) {
             cf_free(k);
             cf_free(v);
             return CF_EMALFORMED;
@@ -245,6 +290,10 @@ int api_route_decode(const struct api_exchange *ex,
             cf_free(path);
             return fail(status, msg, 400, "path contains non-printable characters");
         }
+    }
+    if (!utf8_valid(path)) {
+        cf_free(path);
+        return fail(status, msg, 400, "invalid request path: not valid UTF-8");
     }
     json_t *data = json_object();
     if (data == NULL) {

@@ -67,8 +67,15 @@ static int list_visit(void *arg, const char *key, const uint8_t *val, size_t len
         return 0;
     }
     /* A folder: emit "name/" once and skip its whole subtree by resuming the scan after
-     * "<prefix>name/\xff", so a folder of a million keys costs one lookup. */
+     * "<prefix>name/\xff", so a folder of a million keys costs one lookup. Keys of the folder
+     * that sort after that resume point (a 0xff byte right after the slash) come back here:
+     * the folder was just emitted, so they are passed over one by one. */
     size_t n = (size_t)(slash - name) + 1;
+    size_t nkeys = json_array_size(c->keys);
+    const char *last = nkeys ? json_string_value(json_array_get(c->keys, nkeys - 1)) : NULL;
+    if (last != NULL && strlen(last) == n && strncmp(last, name, n) == 0) {
+        return 0;
+    }
     char *dir = cf_strndup(name, n);
     if (dir == NULL || json_array_append_new(c->keys, json_string(dir)) != 0) {
         cf_free(dir);

@@ -12,8 +12,6 @@
 #include "lib/mem.h"
 #include "raft/store.h"
 
-#define MAX_KEY_LEN 4096
-
 /* Batch builders (declared in raft/store.h) ------------------------------------------------ */
 
 struct rft_batch *rft_batch_new(void)
@@ -46,6 +44,11 @@ static int add_op(struct rft_batch *b,
                   size_t len,
                   uint64_t version)
 {
+    size_t klen = strlen(key);
+    if (klen == 0 || klen > RFT_KEY_MAX) {
+        /* Every replica's decoder refuses such a key: committing it would stop the FSM. */
+        return CF_EINVAL;
+    }
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 4;
         struct rft_op *ops = cf_realloc(b->ops, cap * sizeof(*ops));
@@ -71,7 +74,7 @@ static int add_op(struct rft_batch *b,
         op->len = len;
     }
     op->version = version;
-    b->bytes += strlen(key) + len + 24;
+    b->bytes += klen + len + 24;
     b->n++;
     return CF_OK;
 }
@@ -114,6 +117,7 @@ static int buf_write(void *data, const char *p, size_t n)
 
 int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *out)
 {
+    size_t start = out->len;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
     int err = 0;
@@ -152,6 +156,14 @@ int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *
             }
         }
     }
+    /* libraft's disk format needs entry buffers of a multiple of 8 bytes (it writes and reads
+     * back only the length it was given, but pads to 8 on disk and assumes that the length
+     * already was): pad with zero bytes. */
+    static const uint8_t zeros[8];
+    size_t pad = (8 - (out->len - start) % 8) % 8;
+    if (err == 0 && pad > 0) {
+        err = cf_buf_append(out, zeros, pad) == CF_OK ? 0 : -1;
+    }
     return err == 0 ? CF_OK : CF_ENOMEM;
 }
 
@@ -176,11 +188,11 @@ static int decode_op(const msgpack_object *o, struct rft_batch *b)
     const msgpack_object *a = o->via.array.ptr;
     uint32_t size = o->via.array.size;
     const msgpack_object *k = &a[1];
-    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0 || k->via.str.size > MAX_KEY_LEN ||
+    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0 || k->via.str.size > RFT_KEY_MAX ||
         memchr(k->via.str.ptr, '\0', k->via.str.size) != NULL) {
         return CF_EMALFORMED;
     }
-    char key[MAX_KEY_LEN + 1];
+    char key[RFT_KEY_MAX + 1];
     memcpy(key, k->via.str.ptr, k->via.str.size);
     key[k->via.str.size] = '\0';
     switch (code) {
@@ -207,13 +219,147 @@ static int decode_op(const msgpack_object *o, struct rft_batch *b)
     }
 }
 
-/* Entries are padded to a multiple of 8 bytes with zeros (libraft's on-disk alignment). */
-static bool zero_padding(const uint8_t *p, size_t n)
+static uint64_t get_be(const uint8_t *p, size_t n)
 {
-    if (n >= 8) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+/* Walks the first msgpack object of p without allocating, checking that every length and
+ * element count fits in the bytes left. msgpack-c allocates for an array's declared count
+ * before reading its elements, so a 6-byte entry declaring 2^32 elements would make it
+ * allocate tens of GiB. Every element takes at least one byte: `pending`, the number of
+ * objects still to read, can never exceed the bytes left. */
+static bool msgpack_sizes_ok(const uint8_t *p, size_t len)
+{
+    uint64_t pending = 1;
+    size_t off = 0;
+    while (pending > 0) {
+        if (pending > len - off) {
+            return false;
+        }
+        uint8_t t = p[off++];
+        pending--;
+        size_t lenbytes = 0; /* big-endian length field that follows t */
+        uint64_t fixed = 0;  /* payload bytes known from t alone */
+        int kind = 0;        /* 0: payload of `len` bytes, 1: array count, 2: map count */
+        if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+            continue;
+        } else if (t >= 0x80 && t <= 0x8f) {
+            pending += 2u * (t & 0x0fu);
+            continue;
+        } else if (t >= 0x90 && t <= 0x9f) {
+            pending += t & 0x0fu;
+            continue;
+        } else if (t >= 0xa0 && t <= 0xbf) {
+            fixed = t & 0x1fu;
+        } else {
+            /* bin/str 8,16,32: c4-c6, d9-db; ext 8,16,32: c7-c9 (+1 type byte); numbers:
+             * ca-d3; fixext 1..16: d4-d8 (+1 type byte); array16/32: dc/dd; map16/32: de/df. */
+            switch (t) {
+                case 0xc4:
+                case 0xd9:
+                    lenbytes = 1;
+                    break;
+                case 0xc5:
+                case 0xda:
+                    lenbytes = 2;
+                    break;
+                case 0xc6:
+                case 0xdb:
+                    lenbytes = 4;
+                    break;
+                case 0xc7:
+                    lenbytes = 1;
+                    fixed = 1;
+                    break;
+                case 0xc8:
+                    lenbytes = 2;
+                    fixed = 1;
+                    break;
+                case 0xc9:
+                    lenbytes = 4;
+                    fixed = 1;
+                    break;
+                case 0xca:
+                case 0xce:
+                case 0xd2:
+                    fixed = 4;
+                    break;
+                case 0xcb:
+                case 0xcf:
+                case 0xd3:
+                    fixed = 8;
+                    break;
+                case 0xcc:
+                case 0xd0:
+                    fixed = 1;
+                    break;
+                case 0xcd:
+                case 0xd1:
+                    fixed = 2;
+                    break;
+                case 0xd4:
+                case 0xd5:
+                case 0xd6:
+                case 0xd7:
+                case 0xd8: /* fixext 1..16 */
+                    fixed = 1 + (1u << (t - 0xd4));
+                    break;
+                case 0xdc:
+                    lenbytes = 2;
+                    kind = 1;
+                    break;
+                case 0xdd:
+                    lenbytes = 4;
+                    kind = 1;
+                    break;
+                case 0xde:
+                    lenbytes = 2;
+                    kind = 2;
+                    break;
+                case 0xdf:
+                    lenbytes = 4;
+                    kind = 2;
+                    break;
+                default:
+                    return false; /* 0xc1: never used */
+            }
+        }
+        if (lenbytes > len - off) {
+            return false;
+        }
+        uint64_t n = get_be(p + off, lenbytes);
+        off += lenbytes;
+        if (kind == 1) {
+            pending += n;
+            continue;
+        }
+        if (kind == 2) {
+            pending += 2 * n;
+            continue;
+        }
+        if (n > len - off || fixed > len - off - n) {
+            return false;
+        }
+        off += (size_t)(n + fixed);
+    }
+    return true;
+}
+
+/* After the msgpack object: nothing, or 1-7 zero bytes that end on a multiple of 8. */
+static bool padding_ok(const uint8_t *p, size_t off, size_t len)
+{
+    if (off == len) {
+        return true;
+    }
+    if (len - off >= 8 || len % 8 != 0) {
         return false;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = off; i < len; i++) {
         if (p[i] != 0) {
             return false;
         }
@@ -234,14 +380,17 @@ int rft_entry_decode(const uint8_t *p,
     size_t n = 0;
     int rv = CF_EMALFORMED;
     *format_out = 0;
-    if (msgpack_unpack_next(&u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        !zero_padding(p + off, len - off)) {
+    if (!msgpack_sizes_ok(p, len) ||
+        msgpack_unpack_next(&u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        !padding_ok(p, off, len)) {
         goto out;
     }
     const msgpack_object *root = &u.data;
     uint64_t format;
     uint64_t type;
-    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 3 ||
+    /* The version comes first and decides the shape of the rest: a later format may have a
+     * different number of fields, and must still be reported as a version to upgrade for. */
+    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 1 ||
         !get_uint(&root->via.array.ptr[0], &format)) {
         goto out;
     }
@@ -250,7 +399,7 @@ int rft_entry_decode(const uint8_t *p,
         rv = CF_EVERSION;
         goto out;
     }
-    if (!get_uint(&root->via.array.ptr[1], &type)) {
+    if (root->via.array.size != 3 || !get_uint(&root->via.array.ptr[1], &type)) {
         goto out;
     }
     if (type != RFT_ENTRY_GROUP) {

@@ -13,6 +13,7 @@
 #include "lib/err.h"
 
 #define RFT_ENTRY_FORMAT 1 /* highest entry format this build reads and writes */
+#define RFT_KEY_MAX 4096   /* longest key, in bytes, that an entry may carry */
 
 enum rft_entry_type {
     RFT_ENTRY_GROUP = 1,
@@ -43,11 +44,13 @@ struct rft_batch
     size_t bytes; /* approximate encoded size */
 };
 
-/* Encodes batches as one GROUP entry into out. */
+/* Encodes batches as one GROUP entry, appended to out and padded with zero bytes to a multiple
+ * of 8 bytes (libraft's disk format needs entry buffers of such lengths). */
 int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *out);
 
-/* Decodes a GROUP entry into a new array of batches (free each with rft_batch_free and the
- * array with cf_free). CF_EVERSION for an unknown format version or type (*format_out tells
+/* Decodes a GROUP entry (optionally followed by 1-7 zero bytes that end on a multiple of 8)
+ * into a new array of batches (free each with rft_batch_free and the array with cf_free).
+ * CF_EVERSION for an unknown format version or type (*format_out tells
  * the version found), CF_EMALFORMED for anything else that is wrong. */
 int rft_entry_decode(const uint8_t *p,
                      size_t len,

@@ -74,14 +74,64 @@ static void node_release(struct rft_node *n)
     }
 }
 
+/* Spare nodes for the copies that own() makes along one search path, allocated before a put
+ * starts changing the tree so that a put fails cleanly (CF_ENOMEM, map unchanged) instead of
+ * running out of memory half-way through a split. Chained through l. */
+struct reserve
+{
+    struct rft_node *free;
+};
+
+static void reserve_close(struct reserve *rs)
+{
+    while (rs->free != NULL) {
+        struct rft_node *n = rs->free;
+        rs->free = n->l;
+        cf_free(n);
+    }
+}
+
+/* Reserves one node for every node on key's search path that own() will have to copy: every
+ * node from the first shared one (refs > 1) down, since copying a node shares its children. */
+static int reserve_path(const struct rft_node *t, const char *key, struct reserve *rs)
+{
+    bool shared = false;
+    rs->free = NULL;
+    while (t != NULL) {
+        shared = shared || t->refs > 1;
+        if (shared) {
+            struct rft_node *n = cf_malloc(sizeof(*n));
+            if (n == NULL) {
+                reserve_close(rs);
+                return CF_ENOMEM;
+            }
+            n->l = rs->free;
+            rs->free = n;
+        }
+        int c = strcmp(key, t->item->key);
+        if (c == 0) {
+            break;
+        }
+        t = c < 0 ? t->l : t->r;
+    }
+    return CF_OK;
+}
+
 /* Returns a node exclusively owned by the caller, in place of n (whose reference the caller
- * gives up). NULL on OOM (then n is untouched and still the caller's). */
-static struct rft_node *own(struct rft_node *n)
+ * gives up); a copy comes from rs when it has one. NULL on OOM (then n is untouched and still
+ * the caller's). */
+static struct rft_node *own(struct rft_node *n, struct reserve *rs)
 {
     if (n->refs == 1) {
         return n;
     }
-    struct rft_node *c = cf_malloc(sizeof(*c));
+    struct rft_node *c;
+    if (rs != NULL && rs->free != NULL) {
+        c = rs->free;
+        rs->free = c->l;
+    } else {
+        c = cf_malloc(sizeof(*c));
+    }
     if (c == NULL) {
         return NULL;
     }
@@ -156,22 +206,26 @@ int rft_map_get(const struct rft_map *m,
 }
 
 /* Split t into keys < key (l) and keys > key (r); key itself is known to be absent. Out of
- * memory aborts: a half-split tree cannot be put back (callers reserve by checking first). */
-static void split(struct rft_node *t, const char *key, struct rft_node **l, struct rft_node **r)
+ * memory aborts: a half-split tree cannot be put back (rft_map_put reserves the copies first). */
+static void split(struct rft_node *t,
+                  const char *key,
+                  struct rft_node **l,
+                  struct rft_node **r,
+                  struct reserve *rs)
 {
     if (t == NULL) {
         *l = *r = NULL;
         return;
     }
-    t = own(t);
+    t = own(t, rs);
     if (t == NULL) {
         cf_oom_abort();
     }
     if (strcmp(t->item->key, key) < 0) {
-        split(t->r, key, &t->r, r);
+        split(t->r, key, &t->r, r, rs);
         *l = t;
     } else {
-        split(t->l, key, l, &t->l);
+        split(t->l, key, l, &t->l, rs);
         *r = t;
     }
 }
@@ -185,14 +239,14 @@ static struct rft_node *merge(struct rft_node *a, struct rft_node *b)
         return a;
     }
     if (a->prio > b->prio) {
-        a = own(a);
+        a = own(a, NULL);
         if (a == NULL) {
             cf_oom_abort();
         }
         a->r = merge(a->r, b);
         return a;
     }
-    b = own(b);
+    b = own(b, NULL);
     if (b == NULL) {
         cf_oom_abort();
     }
@@ -201,17 +255,20 @@ static struct rft_node *merge(struct rft_node *a, struct rft_node *b)
 }
 
 /* Replaces the item of the node holding key (present) along an owned path. */
-static struct rft_node *replace(struct rft_node *t, const char *key, struct item *it)
+static struct rft_node *replace(struct rft_node *t,
+                                const char *key,
+                                struct item *it,
+                                struct reserve *rs)
 {
-    t = own(t);
+    t = own(t, rs);
     if (t == NULL) {
         cf_oom_abort();
     }
     int c = strcmp(key, t->item->key);
     if (c < 0) {
-        t->l = replace(t->l, key, it);
+        t->l = replace(t->l, key, it, rs);
     } else if (c > 0) {
-        t->r = replace(t->r, key, it);
+        t->r = replace(t->r, key, it, rs);
     } else {
         item_release(t->item);
         t->item = it;
@@ -229,12 +286,19 @@ int rft_map_put(struct rft_map *m,
     if (it == NULL) {
         return CF_ENOMEM;
     }
+    struct reserve rs;
+    if (reserve_path(m->root, key, &rs) != CF_OK) {
+        item_release(it);
+        return CF_ENOMEM;
+    }
     if (find(m->root, key) != NULL) {
-        m->root = replace(m->root, key, it);
+        m->root = replace(m->root, key, it, &rs);
+        reserve_close(&rs);
         return CF_OK;
     }
     struct rft_node *n = cf_malloc(sizeof(*n));
     if (n == NULL) {
+        reserve_close(&rs);
         item_release(it);
         return CF_ENOMEM;
     }
@@ -244,7 +308,8 @@ int rft_map_put(struct rft_map *m,
     n->item = it;
     struct rft_node *l;
     struct rft_node *r;
-    split(m->root, key, &l, &r);
+    split(m->root, key, &l, &r, &rs);
+    reserve_close(&rs);
     m->root = merge(merge(l, n), r);
     m->count++;
     return CF_OK;
@@ -252,7 +317,7 @@ int rft_map_put(struct rft_map *m,
 
 static struct rft_node *del(struct rft_node *t, const char *key)
 {
-    t = own(t);
+    t = own(t, NULL);
     if (t == NULL) {
         cf_oom_abort();
     }
@@ -448,9 +513,13 @@ int rft_map_decode(struct rft_map *m, const uint8_t *p, size_t len, char errmsg[
         off += (size_t)klen + vlen;
     }
     cf_free(prev);
-    /* Up to 7 zero bytes pad the snapshot to libraft's 8-byte alignment. */
+    /* After the records: nothing, or 1-7 zero bytes that end on a multiple of 8 (the store
+     * pads snapshots to libraft's 8-byte alignment). */
+    if (rv == CF_OK && off != len && (len - off >= 8 || len % 8 != 0)) {
+        rv = CF_ECORRUPT;
+    }
     for (size_t i = off; rv == CF_OK && i < len; i++) {
-        if (p[i] != 0 || len - off >= 8) {
+        if (p[i] != 0) {
             rv = CF_ECORRUPT;
         }
     }

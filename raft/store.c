@@ -86,7 +86,9 @@ struct rft_store
     bool ready;
     bool barrier_pending;
     bool closing;
-    bool halted; /* an entry could not be applied */
+    bool halted;  /* an entry could not be applied */
+    int halt_err; /* CF_EVERSION or CF_ECORRUPT, with halt_msg */
+    char halt_msg[CF_ERRMSG_SIZE];
     struct rft_store_config cfg;
 
     rft_store_ready_cb ready_cb;
@@ -102,6 +104,8 @@ struct rft_store
 
     struct rft_node *snap_root; /* frozen for the snapshot in progress */
     uint64_t snap_count;
+    unsigned async_pending; /* io_async_work requests on the worker pool */
+    bool close_deferred;    /* rft_store_close waits for raft_busy() to turn false */
 
     uv_check_t check;
     uv_timer_t poll;
@@ -278,14 +282,18 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     if (rv != CF_OK) {
         if (!s->halted) {
             if (rv == CF_EVERSION) {
-                CF_LOG(CF_LOG_ERROR,
-                       "entry at index %llu has format version %llu; this build knows up to %d: "
-                       "upgrade this node",
-                       (unsigned long long)index, (unsigned long long)format, RFT_ENTRY_FORMAT);
+                s->halt_err = CF_EVERSION;
+                cf_errmsg_printf(s->halt_msg,
+                                 "entry at index %llu has format version %llu; this build knows "
+                                 "up to %d: upgrade this node",
+                                 (unsigned long long)index, (unsigned long long)format,
+                                 RFT_ENTRY_FORMAT);
             } else {
-                CF_LOG(CF_LOG_ERROR, "entry at index %llu is malformed; not applying it",
-                       (unsigned long long)index);
+                s->halt_err = CF_ECORRUPT;
+                cf_errmsg_printf(s->halt_msg, "entry at index %llu is malformed; not applying it",
+                                 (unsigned long long)index);
             }
+            CF_LOG(CF_LOG_ERROR, "%s", s->halt_msg);
         }
         s->halted = true;
         return RAFT_MALFORMED;
@@ -365,7 +373,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     char errmsg[CF_ERRMSG_SIZE] = "";
     int rv = rft_map_decode(&s->map, buf->base, buf->len, errmsg);
     if (rv != CF_OK) {
-        CF_LOG(CF_LOG_ERROR, "restore snapshot: %s", errmsg);
+        s->halt_err = rv == CF_EVERSION ? CF_EVERSION : CF_ECORRUPT;
+        cf_errmsg_printf(s->halt_msg, "restore snapshot: %s", errmsg);
+        CF_LOG(CF_LOG_ERROR, "%s", s->halt_msg);
         return rv == CF_ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
     }
     raft_free(buf->base);
@@ -378,6 +388,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 struct async_work
 {
     uv_work_t work;
+    struct rft_store *store;
     struct raft_io_async_work *req;
     int status;
 };
@@ -391,9 +402,11 @@ static void async_work_run(uv_work_t *w)
 static void async_work_done(uv_work_t *w, int status)
 {
     struct async_work *a = CF_CONTAINER_OF(w, struct async_work, work);
+    struct rft_store *s = a->store;
     struct raft_io_async_work *req = a->req;
     int rv = status == UV_ECANCELED ? RAFT_CANCELED : a->status;
     cf_free(a);
+    s->async_pending--;
     req->cb(req, rv);
 }
 
@@ -407,12 +420,14 @@ static int io_async_work(struct raft_io *io,
         return RAFT_NOMEM;
     }
     req->cb = cb;
+    a->store = s;
     a->req = req;
     int rv = uv_queue_work(s->loop, &a->work, async_work_run, async_work_done);
     if (rv != 0) {
         cf_free(a);
         return RAFT_IOERR;
     }
+    s->async_pending++;
     return 0;
 }
 
@@ -445,6 +460,102 @@ static bool dir_bootstrapped(const char *dir)
     }
     closedir(d);
     return found;
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+/* Finds where the batches of an open segment stop fitting in the file. libraft's layout
+ * (uv_segment.c, uv_encoding.c; little endian): a u64 format, then batches of u32 header crc,
+ * u32 data crc, u64 entry count n, n entry headers of 16 bytes (u64 term, u8 type, 3 unused,
+ * u32 data length) and the entries' data. A batch of count 0 is the zeroed, preallocated
+ * rest of the file. Returns the offset of the first batch that runs past the end, or -1 when
+ * every batch fits. */
+static off_t torn_tail(int fd, off_t size)
+{
+    if (size == 0) {
+        return -1;
+    }
+    if (size < 8) {
+        return 0;
+    }
+    off_t off = 8;
+    while (off < size) {
+        uint8_t pre[16];
+        if (size - off < (off_t)sizeof(pre) || pread(fd, pre, sizeof(pre), off) != sizeof(pre)) {
+            return off;
+        }
+        uint64_t n = get_le(pre + 8, 8);
+        if (n == 0) {
+            return -1;
+        }
+        if (n > (uint64_t)(size - off) / 16) {
+            return off; /* the entry headers alone run past the end */
+        }
+        uint64_t data = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            uint8_t hdr[16];
+            if (pread(fd, hdr, sizeof(hdr), off + 16 + (off_t)i * 16) != sizeof(hdr)) {
+                return off;
+            }
+            data += get_le(hdr + 12, 4);
+        }
+        uint64_t end = (uint64_t)off + 16 + n * 16 + data;
+        if (end > (uint64_t)size) {
+            return off;
+        }
+        off = (off_t)end;
+    }
+    return -1;
+}
+
+/* A crash can leave an open segment cut inside its last batch (no preallocation, or a file
+ * system that lost the tail). libraft 0.15 truncates a torn batch it can read to the end
+ * (checksum mismatch), but one cut short makes it fail with a short read and then crash on its
+ * error path. Cut such a batch off here, as libraft would: it was never acknowledged. */
+static int repair_open_segments(const char *dir, char errmsg[CF_ERRMSG_SIZE])
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        cf_errmsg_printf(errmsg, "open %s: %s", dir, strerror(errno));
+        return CF_EIO;
+    }
+    int rv = CF_OK;
+    struct dirent *e;
+    while (rv == CF_OK && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "open-", 5) != 0) {
+            continue;
+        }
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        int fd = open(path, O_RDWR);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            cf_errmsg_printf(errmsg, "open %s: %s", path, strerror(errno));
+            rv = CF_EIO;
+        } else {
+            off_t cut = torn_tail(fd, st.st_size);
+            if (cut >= 0) {
+                CF_LOG(CF_LOG_WARN, "%s: torn last batch at byte %lld (of %lld): truncating", path,
+                       (long long)cut, (long long)st.st_size);
+                if (ftruncate(fd, cut) != 0 || fsync(fd) != 0) {
+                    cf_errmsg_printf(errmsg, "truncate %s: %s", path, strerror(errno));
+                    rv = CF_EIO;
+                }
+            }
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    closedir(d);
+    return rv;
 }
 
 /* The node id is pinned to the data dir: a dir written as one node never starts as another. */
@@ -496,10 +607,26 @@ static raft_id id_of(const char *node_id)
 /* Life cycle -------------------------------------------------------------------------------- */
 
 static void flush_queue(struct rft_store *s);
+static void close_now(struct rft_store *s);
+
+/* libraft 0.15 must not be closed while (a) an io_async_work it handed us is running: it does
+ * not wait for it, and the completion goes back into the closed raft; or (b) more than one
+ * disk append is pending: the canceled appends each truncate the log from their index and the
+ * second one trips over the first (log.c removeSuffix). Closing waits for both to drain. */
+static bool raft_busy(const struct rft_store *s)
+{
+    return s->async_pending > 0 || s->inflight_groups > 0 || s->barrier_pending;
+}
 
 static void check_cb(uv_check_t *h)
 {
     struct rft_store *s = CF_CONTAINER_OF(h, struct rft_store, check);
+    if (s->close_deferred) {
+        if (!raft_busy(s)) {
+            close_now(s);
+        }
+        return;
+    }
     if (s->queue_head != NULL) {
         flush_queue(s);
     }
@@ -573,6 +700,10 @@ int rft_store_new(uv_loop_t *loop,
     if (rv != CF_OK) {
         goto err;
     }
+    rv = repair_open_segments(s->dir, errmsg);
+    if (rv != CF_OK) {
+        goto err;
+    }
     s->id = id_of(s->node_id);
     rv = rft_transport_local_init(&s->transport, loop);
     if (rv != CF_OK) {
@@ -586,6 +717,10 @@ int rft_store_new(uv_loop_t *loop,
         goto err;
     }
     s->io_inited = true;
+    /* libraft's auto-recovery moves a corrupt last segment aside and starts without it, which
+     * silently drops committed writes: refuse to start instead (torn tails of open segments,
+     * which a crash leaves, are still truncated by libraft as before). */
+    raft_uv_set_auto_recovery(&s->io, false);
     s->io.version = 2;
     s->io.async_work = io_async_work;
     s->fsm.version = 3;
@@ -663,6 +798,12 @@ int rft_store_start(struct rft_store *s,
     s->ready_cb = ready_cb;
     s->ready_arg = arg;
     int r = raft_start(&s->raft);
+    if (r != 0 && s->halt_msg[0] != '\0' && r != RAFT_NOMEM) {
+        /* The FSM refused the snapshot, or an entry: a single voter commits and applies its
+         * log inside raft_start. */
+        cf_errmsg_printf(errmsg, "load raft log from %s: %s", s->dir, s->halt_msg);
+        return s->halt_err;
+    }
     if (r != 0) {
         cf_errmsg_printf(errmsg, "load raft log from %s: %s", s->dir, raft_errmsg(&s->raft));
         return err_from_raft(r);
@@ -754,6 +895,9 @@ static void group_apply_cb(struct raft_apply *apply, int status, void *result)
     }
     s->inflight_groups--;
     int st = err_from_raft(status);
+    if (st != CF_OK && s->closing) {
+        st = CF_ECANCELED; /* raft_close fails pending applies with RAFT_LEADERSHIPLOST */
+    }
     if (st == CF_OK && (res == NULL || res->n != g->n)) {
         st = CF_EIO;
     }
@@ -809,17 +953,14 @@ static void submit_group(struct rft_store *s, size_t n)
     if (rv != CF_OK) {
         goto fail_reqs;
     }
-    /* libraft's segment loader reads entry payloads in 8-byte words: pad with zeros (the
-     * decoder accepts up to 7 zero bytes after the msgpack value). The buffer comes from
-     * raft_malloc since libraft frees it. */
-    size_t padded = (buf.len + 7) & ~(size_t)7;
-    struct raft_buffer rb = {.base = raft_malloc(padded), .len = padded};
+    /* rft_entry_encode pads to libraft's 8-byte alignment; the buffer comes from raft_malloc
+     * since libraft frees it. */
+    struct raft_buffer rb = {.base = raft_malloc(buf.len), .len = buf.len};
     if (rb.base == NULL) {
         rv = CF_ENOMEM;
         goto fail_reqs;
     }
     memcpy(rb.base, buf.data, buf.len);
-    memset((uint8_t *)rb.base + buf.len, 0, padded - buf.len);
     cf_buf_close(&buf);
     int r = raft_apply(&s->raft, &g->apply, &rb, 1, group_apply_cb);
     if (r != 0) {
@@ -964,6 +1105,17 @@ static void raft_closed_cb(struct raft *r)
     maybe_free(s);
 }
 
+static void close_now(struct rft_store *s)
+{
+    s->close_deferred = false;
+    s->check.data = s;
+    s->poll.data = s;
+    uv_close((uv_handle_t *)&s->check, handle_closed_cb);
+    uv_close((uv_handle_t *)&s->poll, handle_closed_cb);
+    /* libraft fails its pending requests before raft_closed_cb. */
+    raft_close(&s->raft, raft_closed_cb);
+}
+
 void rft_store_close(struct rft_store *s, void (*cb)(void *arg), void *arg)
 {
     if (s == NULL) {
@@ -979,10 +1131,9 @@ void rft_store_close(struct rft_store *s, void (*cb)(void *arg), void *arg)
         complete(req, CF_ECANCELED);
     }
     s->queue_tail = NULL;
-    s->check.data = s;
-    s->poll.data = s;
-    uv_close((uv_handle_t *)&s->check, handle_closed_cb);
-    uv_close((uv_handle_t *)&s->poll, handle_closed_cb);
-    /* libraft fails its pending applies with RAFT_CANCELED/SHUTDOWN before raft_closed_cb. */
-    raft_close(&s->raft, raft_closed_cb);
+    if (raft_busy(s)) {
+        s->close_deferred = true; /* check_cb closes once raft is idle */
+        return;
+    }
+    close_now(s);
 }

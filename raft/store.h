@@ -97,7 +97,9 @@ int rft_store_scan(const struct rft_store *s,
                    rft_store_visit_fn fn,
                    void *arg);
 
-/* Batches. Keys are copied; values are copied. Every builder returns CF_OK or CF_ENOMEM. */
+/* Batches. Keys are copied; values are copied. Every builder returns CF_OK, CF_ENOMEM, or
+ * CF_EINVAL for an empty key or one longer than RFT_KEY_MAX (4096) bytes (the batch is then
+ * unchanged). */
 struct rft_batch *rft_batch_new(void);
 void rft_batch_free(struct rft_batch *b);
 size_t rft_batch_count(const struct rft_batch *b);

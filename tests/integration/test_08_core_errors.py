@@ -353,3 +353,16 @@ def test_truncated_segment_refused_cleanly(tmp_path):
     assert p.returncode == 1, p.stderr
     assert "segment" in p.stderr, p.stderr
     assert "AddressSanitizer" not in p.stderr and "runtime error" not in p.stderr
+
+
+def test_paths_utf8_and_length(node):
+    u = node.url
+    assert requests.post(u("secret/été/clé"), json={"v": 1}, headers=node.h).status_code == 204
+    assert requests.request("LIST", u("secret/été"), headers=node.h).json()["data"]["keys"] == \
+        ["clé"]
+    err_shape(requests.get(node.addr + "/v1/secret/a%FFb", headers=node.h), 400, "UTF-8")
+    err_shape(requests.get(node.addr + "/v1/secret/a%00b", headers=node.h), 400)
+    err_shape(requests.post(u("secret/" + "x" * 5000), json={"v": 1}, headers=node.h), 400,
+              "too long")
+    assert requests.request("LIST", u("secret"), headers=node.h).json()["data"]["keys"] == \
+        ["été/"]

@@ -72,6 +72,11 @@ static void test_methods(void **state)
     assert_string_equal(d.req->path, "secret/dir/");
     node_request_free(d.req);
 
+    d = decode("GET", "/v1/secret/%C3%A9t%C3%A9/%F0%9F%94%91", NULL, NULL, NULL, NULL);
+    assert_int_equal(d.rv, 0);
+    assert_string_equal(d.req->path, "secret/\xc3\xa9t\xc3\xa9/\xf0\x9f\x94\x91");
+    node_request_free(d.req);
+
     d = decode("PUT", "/v1/secret/a%20b", NULL, "{\"k\":\"v\"}", NULL, NULL);
     assert_int_equal(d.req->op, NODE_OP_UPDATE);
     assert_string_equal(d.req->path, "secret/a b");
@@ -128,6 +133,11 @@ static void test_refusals(void **state)
         {"GET", "/v1/secret/%0a", NULL, NULL, 400, "non-printable"},
         {"GET", "/v1/secret/x?list=maybe", NULL, NULL, 400, "list"},
         {"GET", "/v1/secret/x?a=%g1", NULL, NULL, 400, "query"},
+        {"GET", "/v1/secret/a%00b", NULL, NULL, 400, "invalid request path"},
+        {"GET", "/v1/secret/a%FFb", NULL, NULL, 400, "UTF-8"},
+        {"GET", "/v1/secret/%C0%AF", NULL, NULL, 400, "UTF-8"},
+        {"GET", "/v1/secret/%ED%A0%80", NULL, NULL, 400, "UTF-8"},
+        {"GET", "/v1/secret/x?a=%FF", NULL, NULL, 400, "query"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         long live = cf_mem_live();

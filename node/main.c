@@ -157,7 +157,6 @@ static int start_listeners(struct server *s)
 
 static void print_banner(struct server *s)
 {
-    const struct node_listener_config *l = &s->cfg.listeners[0];
     printf(
         "==> Coffer server configuration:\n\n"
         "             Api Address: %s\n"
@@ -166,7 +165,6 @@ static void print_banner(struct server *s)
         "                 Version: Coffer v%s\n\n",
         s->cfg.api_addr ? s->cfg.api_addr : "", s->cfg.cluster_addr ? s->cfg.cluster_addr : "",
         COFFER_VERSION);
-    (void)l;
     printf("==> Coffer server started! Log data will stream in below:\n\n");
     fflush(stdout);
 }

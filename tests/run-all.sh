@@ -53,7 +53,7 @@ for f in build-fuzz/fuzz/fuzz_*; do
         cp -r "tests/fuzz/corpus/$name/." "$work/"
     fi
     echo "-- $name"
-    "$f" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 "$work" 2>&1 | tail -n 3
+    "$f" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 -artifact_prefix="$work/" "$work" 2>&1 | tail -n 3
     rm -rf "$work"
 done
 

@@ -348,6 +348,19 @@ static int on_data_chunk_recv_cb(nghttp2_session *s,
         h2_refuse(c, x, 413, "http: request body too large");
         return 0;
     }
+    /* One connection may hold up to 256 streams: bound the body bytes it keeps in memory at
+     * once (received and not yet answered) to twice the per-request limit. A stream that would
+     * pass it is refused with REFUSED_STREAM, which tells the client it may retry. */
+    size_t held = 0;
+    for (struct api__ex *e = c->ex_head; e != NULL; e = e->next) {
+        held += e->body.len + e->req.body_len;
+    }
+    size_t cap = c->l->max_request_size > SIZE_MAX / 2 ? SIZE_MAX : 2 * c->l->max_request_size;
+    if (len > cap || held > cap - len) {
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM);
+        x->refused = true;
+        return 0;
+    }
     if (cf_buf_append(&x->body, data, len) != CF_OK) {
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_INTERNAL_ERROR);
         x->refused = true;

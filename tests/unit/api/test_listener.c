@@ -875,6 +875,55 @@ static void test_h2c_limits(void **state)
     run(&f, client_h2c_limits);
 }
 
+/* Bodies held by one connection are capped at twice max_request_size (100 here): two held
+ * 90-byte uploads fit, a third stream is refused with REFUSED_STREAM, and once the held ones
+ * are answered the connection takes uploads again. */
+static void client_h2c_conn_cap(struct fx *f)
+{
+    struct h2c h = {.fd = connect_to(f->port)};
+    CHECK(f, h.fd >= 0);
+    nghttp2_session *s = h2c_new(&h);
+    static char body[90];
+    memset(body, 'c', sizeof(body));
+    bool ok = true;
+    for (int k = 0; ok && k < 2; k++) {
+        h2c_post(s, &h, "/hold", body, sizeof(body));
+        ok = nghttp2_session_send(s) == 0;
+        for (int i = 0; ok && i < 500 && atomic_load(&f->held_count) < k + 1; i++) {
+            usleep(2000);
+        }
+        ok = ok && atomic_load(&f->held_count) == k + 1;
+    }
+    if (ok) {
+        h2c_post(s, &h, "/v1/third", body, sizeof(body));
+        ok = h2c_wait(s, &h, 2);
+    }
+    if (ok) {
+        post(f, CMD_RESPOND_HELD);
+        ok = h2c_wait(s, &h, 0) && h2c_wait(s, &h, 1);
+    }
+    if (ok) {
+        h2c_post(s, &h, "/v1/fourth", body, sizeof(body));
+        ok = h2c_wait(s, &h, 3);
+    }
+    nghttp2_session_del(s);
+    close(h.fd);
+    CHECK(f, ok);
+    CHECK(f, h.error[2] == NGHTTP2_REFUSED_STREAM);
+    CHECK(f, h.status[2] == 0);
+    CHECK(f, h.status[0] == 200 && h.status[1] == 200);
+    CHECK(f, h.status[3] == 200);
+}
+
+static void test_h2c_conn_cap(void **state)
+{
+    (void)state;
+    struct fx f;
+    plain_cfg(&f);
+    f.cfg.max_request_size = 100;
+    run(&f, client_h2c_conn_cap);
+}
+
 static void client_h2_drain(struct fx *f)
 {
     struct h2c h = {.fd = connect_to(f->port)};
@@ -1264,6 +1313,7 @@ int main(void)
         cmocka_unit_test(test_client_gone),
         cmocka_unit_test(test_h2c),
         cmocka_unit_test(test_h2c_limits),
+        cmocka_unit_test(test_h2c_conn_cap),
         cmocka_unit_test(test_h2_drain),
         cmocka_unit_test(test_grace_expiry),
         cmocka_unit_test(test_tls),

@@ -79,6 +79,10 @@ struct node_request
     const char *rel_path;   /* borrowed: path inside the mount, "foo/bar" */
     struct node_view *view; /* borrowed: the mount's storage view */
     struct node_core *core; /* borrowed */
+    /* Set by the core from the client token before routing. */
+    const char *cubbyhole_id;      /* borrowed: the token's cubbyhole namespace, NULL if none */
+    int64_t mount_default_lease_s; /* the mount's effective default lease TTL (seconds) */
+    int64_t mount_max_lease_s;     /* the mount's effective max lease TTL (seconds) */
     /* Completion, set by whoever submitted the request (api/route.c). */
     void (*done_cb)(struct node_request *req, struct node_response *resp);
     void *done_arg;
@@ -108,6 +112,9 @@ struct node_engine_ops
     void (*destroy)(void *state);
     /* Handles a routed request; must end in node_request_done exactly once. */
     void (*handle)(void *state, struct node_request *req);
+    /* Optional existence check (Vault's ExistenceCheck): sets *exists for a create/update
+     * request so the ACL can tell "create" from "update". NULL: every write is an update. */
+    int (*exists)(void *state, struct node_request *req, bool *exists);
 };
 
 /* Storage views ------------------------------------------------------------------------ */

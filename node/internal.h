@@ -50,6 +50,8 @@ struct node_mount
     json_t *options; /* owned, may be NULL */
     bool local;
     bool seal_wrap;
+    int64_t default_lease_ttl_s; /* 0 = the system default */
+    int64_t max_lease_ttl_s;     /* 0 = the system default */
     const struct node_engine_ops *ops; /* borrowed from the registry */
     void *state;                       /* engine instance */
     struct node_view view;

@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "api/http.h"
+#include "lib/duration.h"
 #include "lib/mem.h"
 #include "node/core.h"
 #include "node/engine.h"
@@ -182,31 +183,6 @@ static const char *header_token(const struct api_exchange *ex)
     return NULL;
 }
 
-static void add_envelope_keys(json_t *env,
-                              const struct node_request *req,
-                              struct node_response *resp)
-{
-    json_object_set_new(env, "request_id", json_string(req->request_id));
-    json_object_set_new(env, "lease_id", json_string(resp->lease_id ? resp->lease_id : ""));
-    json_object_set_new(env, "renewable", json_boolean(resp->renewable));
-    json_object_set_new(env, "lease_duration", json_integer(resp->lease_duration));
-    json_object_set(env, "data", resp->data ? resp->data : json_null());
-    json_object_set_new(env, "wrap_info", json_null());
-    json_object_set(env, "warnings", resp->warnings ? resp->warnings : json_null());
-    json_object_set(env, "auth", resp->auth ? resp->auth : json_null());
-    json_object_set_new(env, "mount_type", json_string(resp->mount_type ? resp->mount_type : ""));
-    if (resp->inject_top_level && json_is_object(resp->data)) {
-        const char *k;
-        json_t *v;
-        json_object_foreach(resp->data, k, v)
-        {
-            if (json_object_get(env, k) == NULL) {
-                json_object_set(env, k, v);
-            }
-        }
-    }
-}
-
 static void route_done_cb(struct node_request *req, struct node_response *resp)
 {
     struct api_exchange *ex = req->done_arg;
@@ -239,17 +215,12 @@ static void route_done_cb(struct node_request *req, struct node_response *resp)
             respond_json(ex, resp->status ? resp->status : 200, s, strlen(s));
             cf_free(s);
         }
-    } else if (resp->data == NULL && resp->auth == NULL && resp->warnings == NULL &&
-               resp->status == 0) {
+    } else if (node_response_is_empty(resp)) {
         respond_json(ex, 204, NULL, 0);
     } else {
-        json_t *env = json_object();
-        char *s = NULL;
-        if (env != NULL) {
-            add_envelope_keys(env, req, resp);
-            s = json_dumps(env, JSON_COMPACT);
-            json_decref(env);
-        }
+        json_t *env = node_response_envelope(resp, resp->wrap_info ? "" : req->request_id);
+        char *s = env ? json_dumps(env, JSON_COMPACT) : NULL;
+        json_decref(env);
         if (s == NULL) {
             respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
         } else {
@@ -391,10 +362,19 @@ int api_route_decode(const struct api_exchange *ex,
         path[n + 1] = '\0';
     }
 
+    int64_t wrap_ttl = 0;
+    const char *wt = api_exchange_header(ex, "x-vault-wrap-ttl");
+    if (wt != NULL && wt[0] != '\0' &&
+        (cf_duration_parse_s(wt, &wrap_ttl) != CF_OK || wrap_ttl < 0)) {
+        cf_free(path);
+        json_decref(data);
+        return fail(status, msg, 400, "error parsing X-Vault-Wrap-TTL header: invalid duration");
+    }
     struct node_request *req = node_request_new(op, path, data);
     if (req == NULL) {
         return fail(status, msg, 500, "internal error");
     }
+    req->wrap_ttl_s = wrap_ttl;
     const char *tok = header_token(ex);
     req->token = tok ? cf_strdup(tok) : NULL;
     req->remote_addr = ex->remote_addr ? cf_strdup(ex->remote_addr) : NULL;

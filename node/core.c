@@ -16,7 +16,10 @@
 
 #include "lib/crypto.h"
 #include "node/barrier.h"
+#include "node/expire.h"
 #include "node/internal.h"
+#include "node/token.h"
+#include "node/wrap.h"
 
 #define CF_LOG_MODULE "core"
 #include "lib/log.h"
@@ -220,41 +223,36 @@ fail:
     node__fail_later(core, cb, arg, rv);
 }
 
-static void format_rfc3339(int64_t ns, char *out, size_t n)
-{
-    time_t secs = (time_t)(ns / 1000000000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(ns % 1000000000));
-}
-
 json_t *node_core_key_status(struct node_core *core)
 {
     struct barrier_term_info info;
     char when[64];
     barrier_term_info(core->barrier, &info);
-    format_rfc3339(info.install_time_ns, when, sizeof(when));
+    node__rfc3339(info.install_time_ns, when);
     return json_pack("{s:I,s:s,s:I}", "term", (json_int_t)info.term, "install_time", when,
                      "encryptions", (json_int_t)info.encryptions);
 }
 
 /* The pipeline ------------------------------------------------------------------------- */
 
-/* Ends a routed request: Vault's empty-list 404, the in-flight count, a waiting seal. */
-static void finish_routed(struct node_request *req, struct node_response *resp)
+/* Per-request state of a routed request. */
+struct core_call
+{
+    struct node_request *req;
+    struct node_token token; /* the caller's token; entry NULL before authentication */
+    bool revoke_after;       /* the request spent the token's last use */
+    bool sudo;               /* the caller holds root or sudo on the path */
+};
+
+static void call_complete(struct node_request *req, struct node_response *resp)
 {
     struct node_core *core = req->core;
-    if (resp != NULL && resp->errors == NULL && req->op == NODE_OP_LIST && resp->bare == NULL &&
-        resp->raw_body == NULL) {
-        /* Vault: a list with no keys is a 404 with an empty error list. */
-        json_t *keys = resp->data ? json_object_get(resp->data, "keys") : NULL;
-        if ((keys == NULL || json_array_size(keys) == 0) && resp->warnings == NULL) {
-            node_response_free(resp);
-            resp = node_response_not_found();
-        }
-    }
+    struct core_call *call = req->core_priv;
+    req->core_priv = NULL;
+    node__token_clear(&call->token);
+    cf_free(call);
     core->inflight--;
+    req->done_cb = req->outer_done_cb;
     node_request_done(req, resp);
     if (core->pending_seal != NULL && core->inflight == 0) {
         struct node_request *seal = core->pending_seal;
@@ -264,10 +262,110 @@ static void finish_routed(struct node_request *req, struct node_response *resp)
     }
 }
 
+struct revoke_after
+{
+    struct node_request *req;
+    struct node_response *resp;
+};
+
+static void revoke_after_cb(void *arg, int status)
+{
+    struct revoke_after *ra = arg;
+    if (status != CF_OK) {
+        CF_LOG(CF_LOG_WARN, "revoking a spent token failed: %s", cf_strerror(status));
+    }
+    call_complete(ra->req, ra->resp);
+    cf_free(ra);
+}
+
+/* After wrapping: revokes a token whose last use this was, then completes. */
+static void after_wrap(struct node_request *req, struct node_response *resp)
+{
+    struct core_call *call = req->core_priv;
+    if (call->revoke_after && call->token.entry != NULL) {
+        struct revoke_after *ra = cf_calloc(1, sizeof(*ra));
+        if (ra == NULL) {
+            cf_oom_abort();
+        }
+        ra->req = req;
+        ra->resp = resp;
+        node__token_revoke(req->core, call->token.hash, false, revoke_after_cb, ra);
+        return;
+    }
+    call_complete(req, resp);
+}
+
+/* Ends a routed request: Vault's empty-list 404, wrapping, spent tokens, the in-flight count
+ * and a waiting seal. */
 static void routed_done_cb(struct node_request *req, struct node_response *resp)
 {
-    req->done_cb = req->outer_done_cb;
-    finish_routed(req, resp);
+    struct node_core *core = req->core;
+    struct core_call *call = req->core_priv;
+    bool plain = resp != NULL && resp->errors == NULL && resp->bare == NULL &&
+                 resp->raw_body == NULL && resp->wrap_info == NULL;
+    if (plain && req->op == NODE_OP_LIST) {
+        /* Vault: a list with no keys is a 404 with an empty error list. */
+        json_t *keys = resp->data ? json_object_get(resp->data, "keys") : NULL;
+        if ((keys == NULL || json_array_size(keys) == 0) && resp->warnings == NULL) {
+            node_response_free(resp);
+            resp = node_response_not_found();
+            plain = false;
+        }
+    }
+    if (plain && req->wrap_ttl_s > 0 && !node_response_is_empty(resp) && !core->sealed) {
+        node__wrap_response(core, req, resp, call->token.entry ? &call->token : NULL, after_wrap);
+        return;
+    }
+    after_wrap(req, resp);
+}
+
+/* Hands an authenticated request to the built-in handler or the engine that owns its path. */
+static void dispatch(struct node_core *core, struct node_request *req)
+{
+    struct core_call *call = req->core_priv;
+    if (node__token_api_handle(core, req, &call->token, call->sudo)) {
+        return;
+    }
+    if (node__wrap_api_handle(core, req)) {
+        return;
+    }
+    struct node_mount *m = node__mount_match(core, req->path);
+    if (m == NULL) {
+        node_request_done(req, node_response_error(404,
+                                                   "no handler for route \"%s\". route entry "
+                                                   "not found.",
+                                                   req->path));
+        return;
+    }
+    req->mount_path = m->path;
+    size_t mlen = strlen(m->path);
+    req->rel_path = strlen(req->path) >= mlen ? req->path + mlen : "";
+    req->view = &m->view;
+    m->ops->handle(m->state, req);
+}
+
+static void use_cb(void *arg, int status, bool last)
+{
+    struct node_request *req = arg;
+    struct core_call *call = req->core_priv;
+    if (status != CF_OK) {
+        node_request_done(req, node_response_error(403, "permission denied"));
+        return;
+    }
+    call->revoke_after = last;
+    dispatch(req->core, req);
+}
+
+bool node__token_sudo(struct node_core *core, const char *token, const char *path)
+{
+    (void)path;
+    struct node_token t;
+    if (token == NULL || node__token_get(core, token, &t) != CF_OK) {
+        return false;
+    }
+    bool ok = node__token_live(&t, node__now_ns()) && node__token_has_policy(&t, "root");
+    node__token_clear(&t);
+    return ok;
 }
 
 void node_core_handle(struct node_core *core, struct node_request *req)
@@ -284,27 +382,40 @@ void node_core_handle(struct node_core *core, struct node_request *req)
         node_request_done(req, node_response_error(503, "Vault is sealed"));
         return;
     }
-    if (req->token == NULL || !node__token_valid(core, req->token)) {
-        node_request_done(req, node_response_error(403, "permission denied"));
+    struct core_call *call = cf_calloc(1, sizeof(*call));
+    if (call == NULL) {
+        node_request_done(req, NULL);
         return;
     }
-    struct node_mount *m = node__mount_match(core, req->path);
-    if (m == NULL) {
-        node_request_done(req, node_response_error(404,
-                                                   "no handler for route \"%s\". route entry "
-                                                   "not found.",
-                                                   req->path));
-        return;
-    }
-    req->mount_path = m->path;
-    size_t mlen = strlen(m->path);
-    req->rel_path = strlen(req->path) >= mlen ? req->path + mlen : "";
-    req->view = &m->view;
-    /* Route completions through finish_routed to keep the in-flight count. */
+    call->req = req;
+    req->core_priv = call;
+    /* Route completions through routed_done_cb to keep the in-flight count. */
     core->inflight++;
     req->outer_done_cb = req->done_cb;
     req->done_cb = routed_done_cb;
-    m->ops->handle(m->state, req);
+
+    if (node__wrap_preauth(core, req)) {
+        return;
+    }
+    if (req->token == NULL || node__token_get(core, req->token, &call->token) != CF_OK ||
+        !node__token_live(&call->token, node__now_ns())) {
+        node__token_clear(&call->token);
+        node_request_done(req, node_response_error(403, "permission denied"));
+        return;
+    }
+    const char *cubby = node__token_str(&call->token, "cubbyhole_id");
+    req->cubbyhole_id = cubby[0] ? cubby : NULL;
+    call->sudo = node__token_has_policy(&call->token, "root");
+    if (!node__token_has_policy(&call->token, "root")) {
+        /* Until ACL policies are enforced, only the root token passes. */
+        node_request_done(req, node_response_error(403, "permission denied"));
+        return;
+    }
+    if (node__token_int(&call->token, "num_uses") > 0) {
+        node__token_use(core, call->token.hash, use_cb, req);
+        return;
+    }
+    dispatch(core, req);
 }
 
 /* Life cycle --------------------------------------------------------------------------- */
@@ -326,8 +437,9 @@ int node_core_new(uv_loop_t *loop,
     core->api_addr = cf_strdup(cfg->api_addr ? cfg->api_addr : "");
     core->cluster_addr = cf_strdup(cfg->cluster_addr ? cfg->cluster_addr : "");
     core->barrier = barrier_new();
-    if (core->storage_path == NULL || core->node_id == NULL || core->api_addr == NULL ||
-        core->cluster_addr == NULL || core->barrier == NULL) {
+    core->expire = node__expire_new(loop, core);
+    if (core->expire == NULL || core->storage_path == NULL || core->node_id == NULL ||
+        core->api_addr == NULL || core->cluster_addr == NULL || core->barrier == NULL) {
         cf_errmsg_printf(errmsg, "out of memory");
         node_core_close(core, NULL, NULL);
         return CF_ENOMEM;
@@ -449,6 +561,7 @@ struct close_op
 static void core_free(struct node_core *core)
 {
     node__seal_now(core);
+    node__expire_close(core->expire);
     barrier_free(core->barrier);
     cf_free(core->storage_path);
     cf_free(core->node_id);

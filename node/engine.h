@@ -49,6 +49,7 @@ struct node_response
     char *raw_content_type; /* owned; with raw_body: body written verbatim */
     uint8_t *raw_body;      /* owned */
     size_t raw_len;
+    json_t *wrap_info;      /* owned; set on a wrapped response (core.md 6.1) */
     bool inject_top_level;  /* copy data's keys to the top level (core.md 1.4) */
     const char *mount_type; /* static string, e.g. "kv"; NULL -> "" */
 };
@@ -64,6 +65,11 @@ struct node_response *node_response_error(int status, const char *fmt, ...)
 struct node_response *node_response_not_found(void);
 /* Envelope response with data (takes ownership of data, which may be NULL). */
 struct node_response *node_response_data(json_t *data);
+/* True when an envelope response carries nothing to say (Vault answers 204). */
+bool node_response_is_empty(const struct node_response *resp);
+/* The Vault JSON envelope of a non-error, non-raw, non-bare response (core.md 1.4): every key
+ * present, top-level injection when asked. request_id NULL -> "". NULL on OOM. */
+json_t *node_response_envelope(const struct node_response *resp, const char *request_id);
 
 struct node_request
 {
@@ -72,8 +78,9 @@ struct node_request
     json_t *data; /* owned; request body or query parameters; always an object */
     char *token;  /* owned; client token or NULL */
     char request_id[37];
-    char *remote_addr; /* owned, may be NULL */
-    bool wants_body;   /* false for HEAD */
+    char *remote_addr;  /* owned, may be NULL */
+    bool wants_body;    /* false for HEAD */
+    int64_t wrap_ttl_s; /* X-Vault-Wrap-TTL in seconds; 0 = no wrapping */
     /* Set by the router before the engine sees the request. */
     const char *mount_path; /* borrowed: "secret/" */
     const char *rel_path;   /* borrowed: path inside the mount, "foo/bar" */
@@ -88,6 +95,7 @@ struct node_request
     void *done_arg;
     /* private: the submitter's done_cb while the core tracks a routed request */
     void (*outer_done_cb)(struct node_request *req, struct node_response *resp);
+    void *core_priv; /* private: the core's per-request state */
 };
 
 /* Allocates a request with a fresh request_id; takes ownership of path and data (data NULL ->

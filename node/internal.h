@@ -20,6 +20,7 @@
 
 struct barrier;
 struct cf_cloak;
+struct node_expire;
 
 /* Storage keys of the core (docs/formats/storage-layout.md). */
 #define NODE_KEY_SEAL_CONFIG "core/seal-config" /* plaintext JSON, readable while sealed */
@@ -28,7 +29,6 @@ struct cf_cloak;
 #define NODE_KEY_CLUSTER "core/cluster"         /* barrier: {"name","id"} */
 #define NODE_KEY_MOUNTS "core/mounts"           /* barrier: mount table JSON */
 #define NODE_KEY_TOKEN_SALT "core/token-salt"   /* barrier: 32 random bytes */
-#define NODE_PREFIX_TOKEN "sys/token/id/"       /* barrier: token entries by salted hash */
 #define NODE_PREFIX_LOGICAL "logical/"          /* per-mount data: logical/<uuid>/ */
 
 #define NODE_MAX_ENGINES 16
@@ -50,8 +50,8 @@ struct node_mount
     json_t *options; /* owned, may be NULL */
     bool local;
     bool seal_wrap;
-    int64_t default_lease_ttl_s; /* 0 = the system default */
-    int64_t max_lease_ttl_s;     /* 0 = the system default */
+    int64_t default_lease_ttl_s;       /* 0 = the system default */
+    int64_t max_lease_ttl_s;           /* 0 = the system default */
     const struct node_engine_ops *ops; /* borrowed from the registry */
     void *state;                       /* engine instance */
     struct node_view view;
@@ -99,6 +99,7 @@ struct node_core
     int64_t active_since_ns;
 
     struct node_mount *mounts;         /* while unsealed; sys/ first */
+    struct node_expire *expire;        /* token expiry schedule (running while unsealed) */
     unsigned inflight;                 /* routed requests not yet done */
     struct node_request *pending_seal; /* sys/seal waiting for in-flight requests */
 
@@ -155,13 +156,9 @@ void node__initialize(struct node_core *core,
                       node_init_cb cb,
                       void *arg);
 
-/* token.c */
-/* Generates a root/service token string "hvs." + 24 base62 characters into out[29]. */
-int node__token_generate(char out[29]);
-/* The storage key of a token's entry: NODE_PREFIX_TOKEN + hex(HMAC(salt, token)). */
-int node__token_key(const struct cf_secret *salt, const char *token, char out[128]);
-/* True when token names a live token (root token only, until token auth lands). */
-bool node__token_valid(struct node_core *core, const char *token);
+/* core.c */
+/* True when token names a live token whose policies allow sudo on path (root included). */
+bool node__token_sudo(struct node_core *core, const char *token, const char *path);
 
 /* mount.c */
 /* Builds the default mount table JSON (sys is implicit); kv v1 at secret/ if asked. */

@@ -17,7 +17,9 @@
 #include "lib/crypto.h"
 #include "lib/shamir.h"
 #include "node/barrier.h"
+#include "node/expire.h"
 #include "node/internal.h"
+#include "node/token.h"
 
 #define CF_LOG_MODULE "core"
 #include "lib/log.h"
@@ -77,6 +79,9 @@ static json_t *seal_status_json(struct node_core *core)
 
 void node__seal_now(struct node_core *core)
 {
+    if (core->expire != NULL) {
+        node__expire_stop(core->expire);
+    }
     node__mounts_unload(core);
     if (core->barrier != NULL) {
         barrier_seal(core->barrier);
@@ -98,7 +103,7 @@ static void handle_seal(struct node_core *core, struct node_request *req)
         node_request_done(req, node_response_error(503, "Vault is sealed"));
         return;
     }
-    if (req->token == NULL || !node__token_valid(core, req->token)) {
+    if (!node__token_sudo(core, req->token, "sys/seal")) {
         node_request_done(req, node_response_error(403, "permission denied"));
         return;
     }
@@ -141,7 +146,15 @@ static int load_after_unseal(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]
         json_decref(j);
         cf_free(val);
     }
-    return node__mounts_load(core, errmsg);
+    rv = node__mounts_load(core, errmsg);
+    if (rv == CF_OK && core->expire != NULL) {
+        rv = node__expire_start(core->expire);
+        if (rv != CF_OK) {
+            cf_errmsg_printf(errmsg, "load expiry schedule: %s", cf_strerror(rv));
+            node__mounts_unload(core);
+        }
+    }
+    return rv;
 }
 
 int node__unseal_with_key(struct node_core *core,
@@ -450,22 +463,21 @@ static int build_init_batch(struct init_op *op, struct rft_batch *b, char *errms
     if (rv == CF_OK) {
         rv = node__batch_put(core, b, NODE_KEY_TOKEN_SALT, salt, sizeof(salt));
     }
-    char tkey[128];
     if (rv == CF_OK) {
+        /* The root token: root policy, no TTL, no parent, not renewable. */
         struct cf_secret s = {.data = salt, .len = sizeof(salt)};
-        rv = node__token_key(&s, op->root_token, tkey);
+        json_t *pol = json_pack("[s]", "root");
+        struct node_token_params p = {
+            .policies = pol,
+            .path = "auth/token/root",
+            .display_name = "root",
+        };
+        char hash[TOKEN_HASH_LEN + 1];
+        rv =
+            pol ? node__token_batch_create(core, &s, b, op->root_token, &p, NULL, hash) : CF_ENOMEM;
+        json_decref(pol);
     }
     cf_cleanse(salt, sizeof(salt));
-    char accessor[29];
-    if (rv == CF_OK) {
-        rv = node__token_generate(accessor);
-    }
-    if (rv == CF_OK) {
-        rv = put_json(core, b, tkey,
-                      json_pack("{s:s,s:[s],s:s,s:s,s:I}", "accessor", accessor + 4, "policies",
-                                "root", "path", "auth/token/root", "display_name", "root",
-                                "creation_time", (json_int_t)(now_ns() / 1000000000)));
-    }
     char cid[37];
     uint8_t r[4];
     char rh[9];

@@ -42,6 +42,7 @@ void node_response_free(struct node_response *resp)
     json_decref(resp->auth);
     json_decref(resp->errors);
     json_decref(resp->bare);
+    json_decref(resp->wrap_info);
     cf_free(resp->lease_id);
     cf_free(resp->raw_content_type);
     cf_free(resp->raw_body);
@@ -127,4 +128,44 @@ void node_request_free(struct node_request *req)
 void node_request_done(struct node_request *req, struct node_response *resp)
 {
     req->done_cb(req, resp);
+}
+
+bool node_response_is_empty(const struct node_response *resp)
+{
+    return resp->data == NULL && resp->auth == NULL && resp->warnings == NULL &&
+           resp->wrap_info == NULL && resp->status == 0;
+}
+
+json_t *node_response_envelope(const struct node_response *resp, const char *request_id)
+{
+    json_t *env = json_object();
+    if (env == NULL) {
+        return NULL;
+    }
+    int rv = 0;
+    rv |= json_object_set_new(env, "request_id", json_string(request_id ? request_id : ""));
+    rv |= json_object_set_new(env, "lease_id", json_string(resp->lease_id ? resp->lease_id : ""));
+    rv |= json_object_set_new(env, "renewable", json_boolean(resp->renewable));
+    rv |= json_object_set_new(env, "lease_duration", json_integer(resp->lease_duration));
+    rv |= json_object_set(env, "data", resp->data ? resp->data : json_null());
+    rv |= json_object_set(env, "wrap_info", resp->wrap_info ? resp->wrap_info : json_null());
+    rv |= json_object_set(env, "warnings", resp->warnings ? resp->warnings : json_null());
+    rv |= json_object_set(env, "auth", resp->auth ? resp->auth : json_null());
+    rv |= json_object_set_new(env, "mount_type",
+                              json_string(resp->mount_type ? resp->mount_type : ""));
+    if (rv == 0 && resp->inject_top_level && json_is_object(resp->data)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(resp->data, k, v)
+        {
+            if (json_object_get(env, k) == NULL) {
+                rv |= json_object_set(env, k, v);
+            }
+        }
+    }
+    if (rv != 0) {
+        json_decref(env);
+        return NULL;
+    }
+    return env;
 }

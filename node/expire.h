@@ -1,0 +1,35 @@
+/*
+ * The expiration manager (node-internal): revokes tokens when their TTL runs out, without a
+ * request touching them. The schedule is in storage (sys/expire/token/<hash> ->
+ * {"expire_ns":N}, written with the token and rewritten by renewals); on unseal it is read
+ * back into a min-heap and one libuv timer is armed for the earliest entry. A due entry is
+ * checked against the token itself (a renewal may have moved it) and revoked through raft,
+ * with its whole subtree. Expired tokens are refused by lookups before the purge runs.
+ */
+#ifndef CF_NODE_EXPIRE_H_
+#define CF_NODE_EXPIRE_H_
+
+#include <stdint.h>
+
+#include <uv.h>
+
+struct node_core;
+struct node_expire;
+
+/* Allocates the manager (idle). NULL on OOM. */
+struct node_expire *node__expire_new(uv_loop_t *loop, struct node_core *core);
+/* Stops the timer and frees the manager once libuv released the handle. NULL-safe. */
+void node__expire_close(struct node_expire *e);
+
+/* Loads the schedule from storage and arms the timer (at unseal). Returns a cf_err. */
+int node__expire_start(struct node_expire *e);
+/* Forgets the schedule (at seal). */
+void node__expire_stop(struct node_expire *e);
+
+/* Schedules (or reschedules) the token with this hash to expire at expire_ns. */
+void node__expire_track(struct node_expire *e, const char *hash, int64_t expire_ns);
+
+/* Number of scheduled entries (for tests and metrics). */
+size_t node__expire_pending(const struct node_expire *e);
+
+#endif

@@ -288,6 +288,9 @@ void node_core_handle(struct node_core *core, struct node_request *req)
         node_request_done(req, node_response_error(403, "permission denied"));
         return;
     }
+    if (node__mount_api_handle(core, req)) {
+        return;
+    }
     struct node_mount *m = node__mount_match(core, req->path);
     if (m == NULL) {
         node_request_done(req, node_response_error(404,
@@ -300,6 +303,7 @@ void node_core_handle(struct node_core *core, struct node_request *req)
     size_t mlen = strlen(m->path);
     req->rel_path = strlen(req->path) >= mlen ? req->path + mlen : "";
     req->view = &m->view;
+    node__mount_ttls(core, m, &req->mount_default_lease_s, &req->mount_max_lease_s);
     /* Route completions through finish_routed to keep the in-flight count. */
     core->inflight++;
     req->outer_done_cb = req->done_cb;

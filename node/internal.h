@@ -22,15 +22,14 @@ struct barrier;
 struct cf_cloak;
 
 /* Storage keys of the core (docs/formats/storage-layout.md). */
-#define NODE_KEY_SEAL_CONFIG "core/seal-config"   /* plaintext JSON, readable while sealed */
-#define NODE_KEY_ROOT "core/root-key"             /* root key under the unseal key */
-#define NODE_KEY_KEYRING "core/keyring"           /* keyring under the root key */
-#define NODE_KEY_CLUSTER "core/cluster"           /* barrier: {"name","id"} */
-#define NODE_KEY_MOUNTS "core/mounts"             /* barrier: replicated mount table JSON */
-#define NODE_KEY_LOCAL_MOUNTS "core/local-mounts" /* barrier: local (local:true) mount table */
-#define NODE_KEY_TOKEN_SALT "core/token-salt"     /* barrier: 32 random bytes */
-#define NODE_PREFIX_TOKEN "sys/token/id/"         /* barrier: token entries by salted hash */
-#define NODE_PREFIX_LOGICAL "logical/"            /* per-mount data: logical/<uuid>/ */
+#define NODE_KEY_SEAL_CONFIG "core/seal-config" /* plaintext JSON, readable while sealed */
+#define NODE_KEY_ROOT "core/root-key"           /* root key under the unseal key */
+#define NODE_KEY_KEYRING "core/keyring"         /* keyring under the root key */
+#define NODE_KEY_CLUSTER "core/cluster"         /* barrier: {"name","id"} */
+#define NODE_KEY_MOUNTS "core/mounts"           /* barrier: mount table JSON */
+#define NODE_KEY_TOKEN_SALT "core/token-salt"   /* barrier: 32 random bytes */
+#define NODE_PREFIX_TOKEN "sys/token/id/"       /* barrier: token entries by salted hash */
+#define NODE_PREFIX_LOGICAL "logical/"          /* per-mount data: logical/<uuid>/ */
 
 #define NODE_MAX_ENGINES 16
 #define NODE_MAX_SHARES 255
@@ -169,7 +168,8 @@ int node__token_key(const struct cf_secret *salt, const char *token, char out[12
 bool node__token_valid(struct node_core *core, const char *token);
 
 /* mount.c */
-#define NODE_SYSTEM_LEASE_S 2764800 /* 768h: the system default and max lease TTL */
+#define NODE_KEY_LOCAL_MOUNTS "core/local-mounts" /* barrier: local (local:true) mount table */
+#define NODE_SYSTEM_LEASE_S 2764800               /* 768h: the system default and max lease TTL */
 /* Builds the default mount table JSON (sys is implicit): cubbyhole/, and kv v1 at secret/ if
  * asked. NULL on OOM. */
 json_t *node__mounts_default(struct node_core *core, bool with_kv);

@@ -326,7 +326,7 @@ static void dispatch(struct node_core *core, struct node_request *req)
     if (node__token_api_handle(core, req, &call->token, call->sudo)) {
         return;
     }
-    if (node__wrap_api_handle(core, req)) {
+    if (node__wrap_api_handle(core, req) || node__mount_api_handle(core, req)) {
         return;
     }
     struct node_mount *m = node__mount_match(core, req->path);
@@ -341,6 +341,7 @@ static void dispatch(struct node_core *core, struct node_request *req)
     size_t mlen = strlen(m->path);
     req->rel_path = strlen(req->path) >= mlen ? req->path + mlen : "";
     req->view = &m->view;
+    node__mount_ttls(core, m, &req->mount_default_lease_s, &req->mount_max_lease_s);
     m->ops->handle(m->state, req);
 }
 

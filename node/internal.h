@@ -47,11 +47,15 @@ struct node_mount
     char *uuid;
     char *accessor;
     char *description;
-    json_t *options; /* owned, may be NULL */
-    bool local;
+    json_t *options; /* owned object of strings, may be NULL */
+    json_t *config;  /* owned object, never NULL: default_lease_ttl, max_lease_ttl (seconds, 0 =
+                        system default), force_no_cache, and when set the audit_non_hmac_*_keys,
+                        listing_visibility, passthrough_request_headers, allowed_response_headers */
+    bool local;      /* stored in core/local-mounts, never replicated */
     bool seal_wrap;
-    int64_t default_lease_ttl_s;       /* 0 = the system default */
-    int64_t max_lease_ttl_s;           /* 0 = the system default */
+    bool external_entropy_access;
+    int64_t default_lease_ttl_s;       /* 0 = the system default; mirrors config */
+    int64_t max_lease_ttl_s;           /* 0 = the system default; mirrors config */
     const struct node_engine_ops *ops; /* borrowed from the registry */
     void *state;                       /* engine instance */
     struct node_view view;
@@ -161,12 +165,65 @@ void node__initialize(struct node_core *core,
 bool node__token_sudo(struct node_core *core, const char *token, const char *path);
 
 /* mount.c */
-/* Builds the default mount table JSON (sys is implicit); kv v1 at secret/ if asked. */
+#define NODE_KEY_LOCAL_MOUNTS "core/local-mounts" /* barrier: local (local:true) mount table */
+#define NODE_SYSTEM_LEASE_S 2764800               /* 768h: the system default and max lease TTL */
+/* Builds the default mount table JSON (sys is implicit): cubbyhole/, and kv v1 at secret/ if
+ * asked. NULL on OOM. */
 json_t *node__mounts_default(struct node_core *core, bool with_kv);
-/* Instantiates the mounts from the stored table (at unseal). */
+/* Instantiates the mounts from the stored tables core/mounts and core/local-mounts (at
+ * unseal). A table without cubbyhole/ gets one, and entries stored in the wrong table move;
+ * either change is written back in the background. */
 int node__mounts_load(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]);
 void node__mounts_unload(struct node_core *core);
 /* Longest-prefix match of path against the mount table; NULL when none. */
 struct node_mount *node__mount_match(struct node_core *core, const char *path);
+/* The mount whose path is exactly path ("secret/"), or NULL. */
+struct node_mount *node__mount_find(struct node_core *core, const char *path);
+/* The mount with this uuid, or NULL. */
+struct node_mount *node__mount_find_uuid(struct node_core *core, const char *uuid);
+/* The cubbyhole mount (NULL while sealed). */
+struct node_mount *node__mount_cubbyhole(struct node_core *core);
+/* The engine registered for a type, or NULL. */
+const struct node_engine_ops *node__engine_find(struct node_core *core, const char *type);
+/* Fresh identifiers for a new mount of type: a uuid and an accessor "<type>_<8 hex>" that no
+ * live mount uses. CF_ECRYPTO when the RNG fails. */
+int node__mount_ids(struct node_core *core, const char *type, char uuid[37], char accessor[64]);
+/* The effective lease TTLs of a mount in seconds: the mount's own, or the system default
+ * (NODE_SYSTEM_LEASE_S) where the table holds 0. */
+void node__mount_ttls(const struct node_core *core,
+                      const struct node_mount *m,
+                      int64_t *def_s,
+                      int64_t *max_s);
+/* The mount's config object (borrowed; see struct node_mount), for the audit code. */
+const json_t *node__mount_config(const struct node_mount *m);
+/* Builds a detached mount (engine instance included) from a stored-form entry. CF_ECORRUPT
+ * for a bad entry, the engine's code (errmsg set) when it refuses the options, CF_ENOMEM. */
+int node__mount_new(struct node_core *core,
+                    const json_t *entry,
+                    struct node_mount **out,
+                    char errmsg[CF_ERRMSG_SIZE]);
+/* Destroys the engine instance and frees; NULL-safe. The mount must not be in the list. */
+void node__mount_free(struct node_mount *m);
+/* Links a detached mount into the table (kept ordered by descending path length). */
+void node__mount_insert(struct node_core *core, struct node_mount *m);
+/* Unlinks a mount from the table (the caller frees it). */
+void node__mount_unlink(struct node_core *core, struct node_mount *m);
+/* The stored form of a mount: {path,type,uuid,accessor,description,config,options,local,
+ * seal_wrap,external_entropy_access}. NULL on OOM. */
+json_t *node__mount_entry_json(const struct node_mount *m);
+/* The API form of a mount (sys/mounts values). NULL on OOM. */
+json_t *node__mount_info_json(const struct node_mount *m);
+/* Adds to b a conditional put of one mount table (local or replicated): every live mount of
+ * that class except `without`, plus `extra` (a stored-form entry) when not NULL. The put holds
+ * only if the table is unchanged since this call (CF_ECONFLICT at commit otherwise). */
+int node__mount_table_put(struct node_core *core,
+                          struct rft_batch *b,
+                          bool local,
+                          const struct node_mount *without,
+                          const json_t *extra);
+
+/* mount_api.c: sys/mounts, sys/remount, sys/internal/ui/mounts. Returns false when the path
+ * is not one of these; else it answers the request (possibly later). */
+bool node__mount_api_handle(struct node_core *core, struct node_request *req);
 
 #endif

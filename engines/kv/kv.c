@@ -1,8 +1,10 @@
 /*
  * kv version 1. A read returns the stored object as `data`, with lease_duration taken from the
- * object's own "ttl" field when present, else the mount default (768h); a write replaces the
- * whole object (and commits through raft before the 204 goes out); list is one level; delete
- * is idempotent. PATCH is not a kv v1 operation (405).
+ * object's own "ttl" field when present, else the mount's default lease TTL (set by the core
+ * from the mount table; 768h when unset); a write replaces the whole object (and commits
+ * through raft before the 204 goes out); list is one level; delete is idempotent. PATCH is not
+ * a kv v1 operation (405). The existence check (true when the key holds a value) lets the ACL
+ * tell a create from an update.
  */
 #include "engines/kv/kv.h"
 
@@ -71,7 +73,7 @@ static void kv_read(struct node_view *view, struct node_request *req)
                           node_response_error(500, "stored value at %s is not JSON", req->path));
         return;
     }
-    int64_t ttl = KV_DEFAULT_LEASE_S;
+    int64_t ttl = req->mount_default_lease_s > 0 ? req->mount_default_lease_s : KV_DEFAULT_LEASE_S;
     (void)ttl_of(obj, &ttl);
     struct node_response *resp = node_response_data(obj);
     if (resp != NULL) {
@@ -183,9 +185,29 @@ static void kv_handle(void *state, struct node_request *req)
     node_request_done(req, node_response_error(405, "unsupported operation"));
 }
 
+static int kv_exists(void *state, struct node_request *req, bool *exists)
+{
+    struct node_view *view = state;
+    size_t n = strlen(req->rel_path);
+    *exists = false;
+    if (n == 0 || req->rel_path[n - 1] == '/') {
+        return CF_OK;
+    }
+    uint8_t *val = NULL;
+    size_t len = 0;
+    int rv = node_view_get(view, req->rel_path, &val, &len);
+    if (rv == CF_OK) {
+        cf_cleanse(val, len);
+        cf_free(val);
+        *exists = true;
+    }
+    return rv == CF_ENOTFOUND ? CF_OK : rv;
+}
+
 const struct node_engine_ops kv_engine_ops = {
     .type = "kv",
     .create = kv_create,
     .destroy = kv_destroy,
     .handle = kv_handle,
+    .exists = kv_exists,
 };

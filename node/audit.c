@@ -237,8 +237,8 @@ struct hasher
 static int hash_value(const struct hasher *h, json_t *v)
 {
     char *s = NULL;
-    int rv = audit_hash_string(h->salt, h->salt_len, json_string_value(v), json_string_length(v),
-                               &s);
+    int rv =
+        audit_hash_string(h->salt, h->salt_len, json_string_value(v), json_string_length(v), &s);
     if (rv != CF_OK) {
         return rv;
     }
@@ -918,8 +918,8 @@ void audit_device_enable(struct audit_broker *b,
     }
     dev->next = b->devices;
     b->devices = dev;
-    audit_file_start(dev->file, skip_test ? NULL : (const char *)line.data, line.len,
-                     dev_start_cb, dev);
+    audit_file_start(dev->file, skip_test ? NULL : (const char *)line.data, line.len, dev_start_cb,
+                     dev);
     cf_buf_close(&line);
     return;
 
@@ -963,9 +963,9 @@ json_t *audit_devices_json(const struct audit_broker *b)
         if (!dev->live) {
             continue;
         }
-        json_t *one = json_pack("{s:s, s:s, s:O, s:b, s:s}", "type", "file", "description",
-                                dev->description, "options", dev->options, "local", dev->local,
-                                "path", dev->path);
+        json_t *one =
+            json_pack("{s:s, s:s, s:O, s:b, s:s}", "type", "file", "description", dev->description,
+                      "options", dev->options, "local", dev->local, "path", dev->path);
         if (one == NULL || json_object_set_new(all, dev->path, one) != 0) {
             json_decref(all);
             return NULL;

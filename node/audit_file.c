@@ -81,11 +81,11 @@ struct afile_work
 {
     uv_work_t req;
     enum afile_job job;
-    int fd;          /* open: result; truncate: file to cut */
-    int err;         /* errno of the failing step, 0 on success */
+    int fd;           /* open: result; truncate: file to cut */
+    int err;          /* errno of the failing step, 0 on success */
     const char *what; /* failing step: "open", "stat", "chmod", "ftruncate" */
-    bool regular;    /* open: S_ISREG */
-    size_t cut;      /* truncate: bytes to remove from the end */
+    bool regular;     /* open: S_ISREG */
+    size_t cut;       /* truncate: bytes to remove from the end */
 };
 
 struct audit_file
@@ -93,11 +93,11 @@ struct audit_file
     uv_loop_t *loop; /* borrowed */
     char *path;      /* owned */
     enum afile_kind kind;
-    int mode; /* chmod target or AUDIT_FILE_NO_CHMOD */
-    int fd;   /* -1 when not open */
-    bool regular;   /* fd is a regular file: truncate and fdatasync apply */
-    bool open;      /* fd (or discard) usable */
-    bool failed;    /* the open failed; writes are refused */
+    int mode;     /* chmod target or AUDIT_FILE_NO_CHMOD */
+    int fd;       /* -1 when not open */
+    bool regular; /* fd is a regular file: truncate and fdatasync apply */
+    bool open;    /* fd (or discard) usable */
+    bool failed;  /* the open failed; writes are refused */
 
     struct io_uring ring;
     bool ring_ok;
@@ -108,8 +108,8 @@ struct audit_file
     uv_timer_t timer;
     unsigned handles_open; /* initialised uv handles not yet closed */
 
-    unsigned inflight;  /* ring operations not yet reaped */
-    bool need_submit;   /* io_uring_submit failed; retry from the prepare callback */
+    unsigned inflight; /* ring operations not yet reaped */
+    bool need_submit;  /* io_uring_submit failed; retry from the prepare callback */
     struct afile_op op_write;
     struct afile_op op_fsync;
     struct afile_op op_close;
@@ -348,8 +348,8 @@ static void truncate_after(uv_work_t *req, int status)
     f->work_busy = false;
     if (status != 0 || f->work.err != 0) {
         char eb[128];
-        CF_LOG(CF_LOG_ERROR, "audit file %s: cutting a partial batch back failed: %s: %s",
-               f->path, f->work.what ? f->work.what : "queue",
+        CF_LOG(CF_LOG_ERROR, "audit file %s: cutting a partial batch back failed: %s: %s", f->path,
+               f->work.what ? f->work.what : "queue",
                status != 0 ? uv_strerror(status) : errno_text(f->work.err, eb, sizeof(eb)));
     }
     f->write_busy = false;
@@ -490,7 +490,7 @@ static int queue_line(struct audit_file *f,
         b->w = w;
         b->capw = cap;
     }
-    if (len > 0) {
+    if (len > 0 && f->kind != AFILE_DISCARD) {
         int rv = cf_buf_append(&b->data, line, len);
         if (rv != CF_OK) {
             return rv;

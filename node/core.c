@@ -16,8 +16,12 @@
 
 #include "lib/crypto.h"
 #include "node/barrier.h"
+#include "node/acl.h"
+#include "node/audit.h"
+#include "node/audit_core.h"
 #include "node/expire.h"
 #include "node/internal.h"
+#include "node/policy_store.h"
 #include "node/token.h"
 #include "node/wrap.h"
 
@@ -99,6 +103,21 @@ int node__batch_put(struct node_core *core,
     }
     rv = rft_batch_put(b, key, ct, ctlen);
     cf_free(ct);
+    return rv;
+}
+
+int node__batch_put_json(struct node_core *core,
+                         struct rft_batch *b,
+                         const char *key,
+                         const json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (s == NULL) {
+        return CF_ENOMEM;
+    }
+    int rv = node__batch_put(core, b, key, (const uint8_t *)s, strlen(s));
+    cf_cleanse(s, strlen(s));
+    cf_free(s);
     return rv;
 }
 
@@ -239,9 +258,13 @@ json_t *node_core_key_status(struct node_core *core)
 struct core_call
 {
     struct node_request *req;
-    struct node_token token; /* the caller's token; entry NULL before authentication */
-    bool revoke_after;       /* the request spent the token's last use */
-    bool sudo;               /* the caller holds root or sudo on the path */
+    struct node_token token;    /* the caller's token; entry NULL before authentication */
+    json_t *granting;           /* the ACL's granting policies (for audit), or NULL */
+    bool revoke_after;          /* the request spent the token's last use */
+    bool sudo;                  /* the caller holds root or sudo on the path */
+    bool audited;               /* the request entry was written */
+    struct node_response *resp; /* while the response entry is being written */
+    struct core_call *next;     /* in core->audit_waiters */
 };
 
 static void call_complete(struct node_request *req, struct node_response *resp)
@@ -250,6 +273,7 @@ static void call_complete(struct node_request *req, struct node_response *resp)
     struct core_call *call = req->core_priv;
     req->core_priv = NULL;
     node__token_clear(&call->token);
+    json_decref(call->granting);
     cf_free(call);
     core->inflight--;
     req->done_cb = req->outer_done_cb;
@@ -260,6 +284,74 @@ static void call_complete(struct node_request *req, struct node_response *resp)
         node__seal_now(core);
         node_request_done(seal, node_response_new());
     }
+}
+
+static const char *error_of(const struct node_response *resp)
+{
+    if (resp == NULL) {
+        return "internal error";
+    }
+    if (resp->errors != NULL) {
+        const char *e = json_string_value(json_array_get(resp->errors, 0));
+        return e ? e : "error";
+    }
+    return NULL;
+}
+
+static struct node_response *internal_error(void)
+{
+    return node_response_error(500, "internal error");
+}
+
+/* The mount's non-HMAC key lists for the entries of req. */
+static void audit_opts_for(struct node_core *core,
+                           const struct node_request *req,
+                           struct audit_opts *opts)
+{
+    const json_t *cfg = NULL;
+    struct node_mount *m = node__mount_match(core, req->path);
+    if (m != NULL) {
+        cfg = node__mount_config(m);
+    }
+    opts->non_hmac_request_keys = json_object_get(cfg, "audit_non_hmac_request_keys");
+    opts->non_hmac_response_keys = json_object_get(cfg, "audit_non_hmac_response_keys");
+}
+
+static void response_audited_cb(void *arg, int status)
+{
+    struct node_request *req = arg;
+    struct core_call *call = req->core_priv;
+    struct node_response *resp = call->resp;
+    call->resp = NULL;
+    if (status != CF_OK) {
+        /* Vault: a response no device could record is not sent. */
+        node_response_free(resp);
+        resp = internal_error();
+    }
+    call_complete(req, resp);
+}
+
+/* Writes the response entry, then completes. */
+static void audit_response(struct node_request *req, struct node_response *resp)
+{
+    struct node_core *core = req->core;
+    struct core_call *call = req->core_priv;
+    if (core->audit == NULL || audit_device_count(core->audit) == 0) {
+        call_complete(req, resp);
+        return;
+    }
+    json_t *e = node__audit_entry(core, req, call->token.entry ? &call->token : NULL,
+                                  call->granting, resp, error_of(resp));
+    if (e == NULL) {
+        node_response_free(resp);
+        call_complete(req, internal_error());
+        return;
+    }
+    struct audit_opts opts;
+    audit_opts_for(core, req, &opts);
+    call->resp = resp;
+    audit_log(core->audit, e, &opts, response_audited_cb, req);
+    json_decref(e);
 }
 
 struct revoke_after
@@ -274,11 +366,11 @@ static void revoke_after_cb(void *arg, int status)
     if (status != CF_OK) {
         CF_LOG(CF_LOG_WARN, "revoking a spent token failed: %s", cf_strerror(status));
     }
-    call_complete(ra->req, ra->resp);
+    audit_response(ra->req, ra->resp);
     cf_free(ra);
 }
 
-/* After wrapping: revokes a token whose last use this was, then completes. */
+/* After wrapping: revokes a token whose last use this was, then audits the response. */
 static void after_wrap(struct node_request *req, struct node_response *resp)
 {
     struct core_call *call = req->core_priv;
@@ -292,18 +384,18 @@ static void after_wrap(struct node_request *req, struct node_response *resp)
         node__token_revoke(req->core, call->token.hash, false, revoke_after_cb, ra);
         return;
     }
-    call_complete(req, resp);
+    audit_response(req, resp);
 }
 
-/* Ends a routed request: Vault's empty-list 404, wrapping, spent tokens, the in-flight count
- * and a waiting seal. */
+/* Ends a routed request: Vault's empty-list 404, wrapping, spent tokens, the response audit,
+ * the in-flight count and a waiting seal. */
 static void routed_done_cb(struct node_request *req, struct node_response *resp)
 {
     struct node_core *core = req->core;
     struct core_call *call = req->core_priv;
     bool plain = resp != NULL && resp->errors == NULL && resp->bare == NULL &&
                  resp->raw_body == NULL && resp->wrap_info == NULL;
-    if (plain && req->op == NODE_OP_LIST) {
+    if (plain && req->op == NODE_OP_LIST && req->wrap_ttl_s == 0) {
         /* Vault: a list with no keys is a 404 with an empty error list. */
         json_t *keys = resp->data ? json_object_get(resp->data, "keys") : NULL;
         if ((keys == NULL || json_array_size(keys) == 0) && resp->warnings == NULL) {
@@ -323,11 +415,18 @@ static void routed_done_cb(struct node_request *req, struct node_response *resp)
 static void dispatch(struct node_core *core, struct node_request *req)
 {
     struct core_call *call = req->core_priv;
-    if (node__token_api_handle(core, req, &call->token, call->sudo)) {
+    if (node__token_api_handle(core, req, &call->token, call->sudo) ||
+        node__wrap_api_handle(core, req) || node__mount_api_handle(core, req) ||
+        node__audit_api_handle(core, req)) {
         return;
     }
-    if (node__wrap_api_handle(core, req) || node__mount_api_handle(core, req)) {
-        return;
+    if (strncmp(req->path, "sys/policies/acl", 16) == 0 ||
+        strncmp(req->path, "sys/policy", 10) == 0 ||
+        strncmp(req->path, "sys/capabilities", 16) == 0) {
+        const struct acl *acl = node__acl_for(core, json_object_get(call->token.entry, "policies"));
+        if (node__policy_api_handle(core, req, acl)) {
+            return;
+        }
     }
     struct node_mount *m = node__mount_match(core, req->path);
     if (m == NULL) {
@@ -354,17 +453,209 @@ static void use_cb(void *arg, int status, bool last)
         return;
     }
     call->revoke_after = last;
+    /* Handlers see the entry as this use left it (lookup-self shows the uses left). */
+    char hash[TOKEN_HASH_LEN + 1];
+    memcpy(hash, call->token.hash, sizeof(hash));
+    node__token_clear(&call->token);
+    if (node__token_get_hash(req->core, hash, &call->token) != CF_OK) {
+        node_request_done(req, node_response_error(403, "permission denied"));
+        return;
+    }
     dispatch(req->core, req);
+}
+
+/* After the request entry is written: consume a use, then dispatch. */
+static void authorized(struct node_core *core, struct node_request *req)
+{
+    struct core_call *call = req->core_priv;
+    if (node__token_int(&call->token, "num_uses") > 0) {
+        node__token_use(core, call->token.hash, use_cb, req);
+        return;
+    }
+    dispatch(core, req);
+}
+
+/* What runs once the request entry is recorded. */
+enum after_audit {
+    AFTER_DISPATCH,
+    AFTER_PREAUTH,
+    AFTER_DENY,
+};
+
+struct req_audit
+{
+    struct node_request *req;
+    enum after_audit next;
+};
+
+static void after_request_audit(struct node_request *req, enum after_audit next)
+{
+    struct node_core *core = req->core;
+    switch (next) {
+        case AFTER_DISPATCH:
+            authorized(core, req);
+            return;
+        case AFTER_PREAUTH:
+            node__wrap_preauth(core, req);
+            return;
+        case AFTER_DENY:
+            node_request_done(req, node_response_error(403, "permission denied"));
+            return;
+    }
+}
+
+static void request_audited_cb(void *arg, int status)
+{
+    struct req_audit *ra = arg;
+    struct node_request *req = ra->req;
+    enum after_audit next = ra->next;
+    cf_free(ra);
+    if (status != CF_OK) {
+        node_request_done(req, internal_error());
+        return;
+    }
+    after_request_audit(req, next);
+}
+
+/* Writes the request entry (when devices are enabled), then continues with next. */
+static void audit_request(struct node_request *req, enum after_audit next, const char *error)
+{
+    struct node_core *core = req->core;
+    struct core_call *call = req->core_priv;
+    if (core->audit == NULL || audit_device_count(core->audit) == 0) {
+        after_request_audit(req, next);
+        return;
+    }
+    json_t *e = node__audit_entry(core, req, call->token.entry ? &call->token : NULL,
+                                  call->granting, NULL, error);
+    struct req_audit *ra = cf_calloc(1, sizeof(*ra));
+    if (e == NULL || ra == NULL) {
+        json_decref(e);
+        cf_free(ra);
+        node_request_done(req, internal_error());
+        return;
+    }
+    ra->req = req;
+    ra->next = next;
+    struct audit_opts opts;
+    audit_opts_for(core, req, &opts);
+    audit_log(core->audit, e, &opts, request_audited_cb, ra);
+    json_decref(e);
+}
+
+/* Existence check: an update of a missing item is a create (core.md 1.1). */
+static enum node_op acl_op(struct node_core *core, struct node_request *req)
+{
+    if (req->op != NODE_OP_UPDATE) {
+        return req->op;
+    }
+    struct node_mount *m = node__mount_match(core, req->path);
+    if (m == NULL || m->ops->exists == NULL || strncmp(req->path, "sys/", 4) == 0) {
+        return req->op;
+    }
+    size_t mlen = strlen(m->path);
+    req->mount_path = m->path;
+    req->rel_path = strlen(req->path) >= mlen ? req->path + mlen : "";
+    req->view = &m->view;
+    bool exists = true;
+    if (m->ops->exists(m->state, req, &exists) == CF_OK && !exists) {
+        req->op = NODE_OP_CREATE;
+    }
+    return req->op;
+}
+
+/* Authenticates and authorizes a routed request, then audits it. */
+static void authorize(struct node_core *core, struct node_request *req)
+{
+    struct core_call *call = req->core_priv;
+    if (node__wrap_preauth_applies(req)) {
+        audit_request(req, AFTER_PREAUTH, NULL);
+        return;
+    }
+    bool unauth = strncmp(req->path, "sys/internal/ui/mounts", 22) == 0 &&
+                  (req->token == NULL || req->token[0] == '\0');
+    if (unauth) {
+        audit_request(req, AFTER_DISPATCH, NULL);
+        return;
+    }
+    if (req->token == NULL || node__token_get(core, req->token, &call->token) != CF_OK ||
+        !node__token_live(&call->token, node__now_ns())) {
+        node__token_clear(&call->token);
+        audit_request(req, AFTER_DENY, "permission denied");
+        return;
+    }
+    const char *cubby = node__token_str(&call->token, "cubbyhole_id");
+    req->cubbyhole_id = cubby[0] ? cubby : NULL;
+    const struct acl *acl = node__acl_for(core, json_object_get(call->token.entry, "policies"));
+    if (acl == NULL) {
+        node_request_done(req, internal_error());
+        return;
+    }
+    struct acl_request ar = {
+        .op = acl_op(core, req),
+        .path = req->path,
+        .data = req->data,
+        .wrap_ttl_s = req->wrap_ttl_s,
+        .need_sudo = acl_path_is_sudo(req->path),
+    };
+    struct acl_result res;
+    memset(&res, 0, sizeof(res));
+    if (acl_check(acl, &ar, &res) != CF_OK) {
+        json_decref(res.granting_policies);
+        node_request_done(req, internal_error());
+        return;
+    }
+    call->granting = res.granting_policies;
+    call->sudo = res.is_root || (res.caps & ACL_CAP_SUDO) != 0;
+    if (!res.allowed) {
+        audit_request(req, AFTER_DENY, "permission denied");
+        return;
+    }
+    audit_request(req, AFTER_DISPATCH, NULL);
+}
+
+void node__audit_release_waiters(struct node_core *core)
+{
+    struct core_call *list = core->audit_waiters;
+    core->audit_waiters = NULL;
+    /* Oldest first: the list was built by prepending. */
+    struct core_call *rev = NULL;
+    while (list != NULL) {
+        struct core_call *n = list->next;
+        list->next = rev;
+        rev = list;
+        list = n;
+    }
+    while (rev != NULL) {
+        struct core_call *n = rev->next;
+        rev->next = NULL;
+        if (core->sealed || core->audit_broken) {
+            node_request_done(
+                rev->req,
+                node_response_error(
+                    503, "%s", core->sealed ? "Vault is sealed" : "audit devices unavailable"));
+        } else {
+            authorize(core, rev->req);
+        }
+        rev = n;
+    }
 }
 
 bool node__token_sudo(struct node_core *core, const char *token, const char *path)
 {
-    (void)path;
     struct node_token t;
-    if (token == NULL || node__token_get(core, token, &t) != CF_OK) {
+    if (token == NULL || core->sealed || node__token_get(core, token, &t) != CF_OK) {
         return false;
     }
-    bool ok = node__token_live(&t, node__now_ns()) && node__token_has_policy(&t, "root");
+    bool ok = false;
+    if (node__token_live(&t, node__now_ns())) {
+        const struct acl *acl = node__acl_for(core, json_object_get(t.entry, "policies"));
+        struct acl_request ar = {.op = NODE_OP_UPDATE, .path = path, .need_sudo = true};
+        struct acl_result res;
+        memset(&res, 0, sizeof(res));
+        ok = acl != NULL && acl_check(acl, &ar, &res) == CF_OK && res.allowed;
+        json_decref(res.granting_policies);
+    }
     node__token_clear(&t);
     return ok;
 }
@@ -383,6 +674,10 @@ void node_core_handle(struct node_core *core, struct node_request *req)
         node_request_done(req, node_response_error(503, "Vault is sealed"));
         return;
     }
+    if (core->audit_broken) {
+        node_request_done(req, node_response_error(503, "audit devices unavailable"));
+        return;
+    }
     struct core_call *call = cf_calloc(1, sizeof(*call));
     if (call == NULL) {
         node_request_done(req, NULL);
@@ -394,29 +689,12 @@ void node_core_handle(struct node_core *core, struct node_request *req)
     core->inflight++;
     req->outer_done_cb = req->done_cb;
     req->done_cb = routed_done_cb;
-
-    if (node__wrap_preauth(core, req)) {
+    if (core->audit_pending > 0) {
+        call->next = core->audit_waiters; /* the devices are still opening after unseal */
+        core->audit_waiters = call;
         return;
     }
-    if (req->token == NULL || node__token_get(core, req->token, &call->token) != CF_OK ||
-        !node__token_live(&call->token, node__now_ns())) {
-        node__token_clear(&call->token);
-        node_request_done(req, node_response_error(403, "permission denied"));
-        return;
-    }
-    const char *cubby = node__token_str(&call->token, "cubbyhole_id");
-    req->cubbyhole_id = cubby[0] ? cubby : NULL;
-    call->sudo = node__token_has_policy(&call->token, "root");
-    if (!node__token_has_policy(&call->token, "root")) {
-        /* Until ACL policies are enforced, only the root token passes. */
-        node_request_done(req, node_response_error(403, "permission denied"));
-        return;
-    }
-    if (node__token_int(&call->token, "num_uses") > 0) {
-        node__token_use(core, call->token.hash, use_cb, req);
-        return;
-    }
-    dispatch(core, req);
+    authorize(core, req);
 }
 
 /* Life cycle --------------------------------------------------------------------------- */
@@ -439,8 +717,11 @@ int node_core_new(uv_loop_t *loop,
     core->cluster_addr = cf_strdup(cfg->cluster_addr ? cfg->cluster_addr : "");
     core->barrier = barrier_new();
     core->expire = node__expire_new(loop, core);
-    if (core->expire == NULL || core->storage_path == NULL || core->node_id == NULL ||
-        core->api_addr == NULL || core->cluster_addr == NULL || core->barrier == NULL) {
+    core->policies = node__policy_store_new();
+    core->audit = audit_broker_new(loop);
+    if (core->expire == NULL || core->policies == NULL || core->audit == NULL ||
+        core->storage_path == NULL || core->node_id == NULL || core->api_addr == NULL ||
+        core->cluster_addr == NULL || core->barrier == NULL) {
         cf_errmsg_printf(errmsg, "out of memory");
         node_core_close(core, NULL, NULL);
         return CF_ENOMEM;
@@ -563,6 +844,8 @@ static void core_free(struct node_core *core)
 {
     node__seal_now(core);
     node__expire_close(core->expire);
+    node__policy_store_free(core->policies);
+    audit_broker_close(core->audit, NULL, NULL);
     barrier_free(core->barrier);
     cf_free(core->storage_path);
     cf_free(core->node_id);

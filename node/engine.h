@@ -65,6 +65,9 @@ struct node_response *node_response_error(int status, const char *fmt, ...)
 struct node_response *node_response_not_found(void);
 /* Envelope response with data (takes ownership of data, which may be NULL). */
 struct node_response *node_response_data(json_t *data);
+/* Envelope response of a system endpoint whose data keys Vault also copies to the top level
+ * (core.md 1.4); mount_type "system". Takes ownership of data. */
+struct node_response *node_response_injected(json_t *data);
 /* True when an envelope response carries nothing to say (Vault answers 204). */
 bool node_response_is_empty(const struct node_response *resp);
 /* The Vault JSON envelope of a non-error, non-raw, non-bare response (core.md 1.4): every key

@@ -21,6 +21,9 @@
 struct barrier;
 struct cf_cloak;
 struct node_expire;
+struct node_policy_store;
+struct audit_broker;
+struct core_call;
 
 /* Storage keys of the core (docs/formats/storage-layout.md). */
 #define NODE_KEY_SEAL_CONFIG "core/seal-config" /* plaintext JSON, readable while sealed */
@@ -28,6 +31,7 @@ struct node_expire;
 #define NODE_KEY_KEYRING "core/keyring"         /* keyring under the root key */
 #define NODE_KEY_CLUSTER "core/cluster"         /* barrier: {"name","id"} */
 #define NODE_KEY_MOUNTS "core/mounts"           /* barrier: mount table JSON */
+#define NODE_KEY_AUDIT "core/audit"             /* barrier: audit device table JSON */
 #define NODE_KEY_TOKEN_SALT "core/token-salt"   /* barrier: 32 random bytes */
 #define NODE_PREFIX_LOGICAL "logical/"          /* per-mount data: logical/<uuid>/ */
 
@@ -102,10 +106,15 @@ struct node_core
     char cluster_id[37];
     int64_t active_since_ns;
 
-    struct node_mount *mounts;         /* while unsealed; sys/ first */
-    struct node_expire *expire;        /* token expiry schedule (running while unsealed) */
-    unsigned inflight;                 /* routed requests not yet done */
-    struct node_request *pending_seal; /* sys/seal waiting for in-flight requests */
+    struct node_mount *mounts;          /* while unsealed; sys/ first */
+    struct node_expire *expire;         /* token expiry schedule (running while unsealed) */
+    struct node_policy_store *policies; /* parsed-policy and ACL caches */
+    struct audit_broker *audit;         /* audit devices (open while unsealed) */
+    unsigned audit_pending;             /* devices still opening after unseal */
+    bool audit_broken;                  /* a stored device failed to open: refuse requests */
+    struct core_call *audit_waiters;    /* requests waiting for audit_pending to reach 0 */
+    unsigned inflight;                  /* routed requests not yet done */
+    struct node_request *pending_seal;  /* sys/seal waiting for in-flight requests */
 
     /* Work to run once storage is ready (init on a fresh node). */
     void (*on_storage_ready)(struct node_core *core);
@@ -130,6 +139,11 @@ int node__batch_put(struct node_core *core,
                     const char *key,
                     const uint8_t *val,
                     size_t len);
+/* Adds a barrier-encrypted put of j's compact JSON (the text is wiped after). */
+int node__batch_put_json(struct node_core *core,
+                         struct rft_batch *b,
+                         const char *key,
+                         const json_t *j);
 /* Calls cb(arg, status) from the loop soon. */
 void node__fail_later(struct node_core *core, node_write_cb cb, void *arg, int status);
 /* Commits a raft batch; cb as node_write_commit. Takes ownership of b. */

@@ -17,7 +17,9 @@
 #include "lib/crypto.h"
 #include "lib/shamir.h"
 #include "node/barrier.h"
+#include "node/audit_core.h"
 #include "node/expire.h"
+#include "node/policy_store.h"
 #include "node/internal.h"
 #include "node/token.h"
 
@@ -82,6 +84,10 @@ void node__seal_now(struct node_core *core)
     if (core->expire != NULL) {
         node__expire_stop(core->expire);
     }
+    if (core->audit != NULL) {
+        node__audit_unload(core);
+    }
+    node__policy_store_clear(core->policies);
     node__mounts_unload(core);
     if (core->barrier != NULL) {
         barrier_seal(core->barrier);
@@ -151,6 +157,13 @@ static int load_after_unseal(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]
         rv = node__expire_start(core->expire);
         if (rv != CF_OK) {
             cf_errmsg_printf(errmsg, "load expiry schedule: %s", cf_strerror(rv));
+            node__mounts_unload(core);
+        }
+    }
+    if (rv == CF_OK && core->audit != NULL) {
+        rv = node__audit_load(core, errmsg);
+        if (rv != CF_OK) {
+            node__expire_stop(core->expire);
             node__mounts_unload(core);
         }
     }
@@ -410,18 +423,11 @@ static void init_committed_cb(void *arg, int status)
     init_op_free(op);
 }
 
+/* Puts j (a new reference, consumed; NULL = out of memory). */
 static int put_json(struct node_core *core, struct rft_batch *b, const char *key, json_t *j)
 {
-    if (j == NULL) {
-        return CF_ENOMEM;
-    }
-    char *s = json_dumps(j, JSON_COMPACT);
+    int rv = node__batch_put_json(core, b, key, j);
     json_decref(j);
-    if (s == NULL) {
-        return CF_ENOMEM;
-    }
-    int rv = node__batch_put(core, b, key, (const uint8_t *)s, strlen(s));
-    cf_free(s);
     return rv;
 }
 
@@ -488,8 +494,23 @@ static int build_init_batch(struct init_op *op, struct rft_batch *b, char *errms
         rv = put_json(core, b, NODE_KEY_CLUSTER, json_pack("{s:s,s:s}", "name", name, "id", cid));
     }
     if (rv == CF_OK) {
-        rv = put_json(core, b, NODE_KEY_MOUNTS,
-                      node__mounts_default(core, core->cfg.mount_kv_at_secret));
+        /* The default table, split by replication class as mount.c stores it. */
+        json_t *all = node__mounts_default(core, core->cfg.mount_kv_at_secret);
+        json_t *shared = json_array();
+        json_t *local = json_array();
+        size_t i;
+        json_t *e;
+        json_array_foreach(all, i, e)
+        {
+            json_array_append(json_is_true(json_object_get(e, "local")) ? local : shared, e);
+        }
+        json_decref(all);
+        rv = (all && shared && local) ? put_json(core, b, NODE_KEY_MOUNTS, shared) : CF_ENOMEM;
+        if (rv == CF_OK) {
+            rv = put_json(core, b, NODE_KEY_LOCAL_MOUNTS, local);
+        } else {
+            json_decref(local);
+        }
     }
     return rv;
 }

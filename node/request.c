@@ -169,3 +169,13 @@ json_t *node_response_envelope(const struct node_response *resp, const char *req
     }
     return env;
 }
+
+struct node_response *node_response_injected(json_t *data)
+{
+    struct node_response *resp = node_response_data(data);
+    if (resp != NULL) {
+        resp->inject_top_level = true;
+        resp->mount_type = "system";
+    }
+    return resp;
+}

@@ -180,24 +180,12 @@ bool node__token_live(const struct node_token *t, int64_t now_ns)
 
 /* Creation ------------------------------------------------------------------------------ */
 
-static int put_json(struct node_core *core, struct rft_batch *b, const char *key, const json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT);
-    if (s == NULL) {
-        return CF_ENOMEM;
-    }
-    int rv = node__batch_put(core, b, key, (const uint8_t *)s, strlen(s));
-    cf_cleanse(s, strlen(s));
-    cf_free(s);
-    return rv;
-}
-
 static int put_json_new(struct node_core *core, struct rft_batch *b, const char *key, json_t *j)
 {
     if (j == NULL) {
         return CF_ENOMEM;
     }
-    int rv = put_json(core, b, key, j);
+    int rv = node__batch_put_json(core, b, key, j);
     json_decref(j);
     return rv;
 }
@@ -239,7 +227,7 @@ int node__token_batch_create(struct node_core *core,
     }
     char key[512];
     snprintf(key, sizeof(key), "%s%s", TOKEN_PREFIX_ID, hash);
-    rv = put_json(core, b, key, e);
+    rv = node__batch_put_json(core, b, key, e);
     if (rv == CF_OK) {
         snprintf(key, sizeof(key), "%s%s", TOKEN_PREFIX_ACCESSOR, accessor + 4);
         rv = put_json_new(core, b, key, json_pack("{s:s}", "hash", hash));
@@ -264,12 +252,8 @@ int node__token_batch_create(struct node_core *core,
 
 const char *node__cubbyhole_prefix(struct node_core *core)
 {
-    for (struct node_mount *m = core->mounts; m != NULL; m = m->next) {
-        if (strcmp(m->type, "cubbyhole") == 0) {
-            return m->view.prefix;
-        }
-    }
-    return NULL;
+    struct node_mount *m = node__mount_cubbyhole(core);
+    return m ? m->view.prefix : NULL;
 }
 
 struct child_scan
@@ -375,7 +359,7 @@ int node__token_batch_revoke(struct node_core *core,
                 json_object_set_new(c.entry, "orphan", json_true());
                 char key[512];
                 snprintf(key, sizeof(key), "%s%s", TOKEN_PREFIX_ID, c.hash);
-                rv = put_json(core, b, key, c.entry);
+                rv = node__batch_put_json(core, b, key, c.entry);
                 node__token_clear(&c);
             }
             json_decref(kids);

@@ -217,6 +217,16 @@ static void handle_create(struct node_core *core,
                           bool sudo,
                           bool orphan_path)
 {
+    /* Clients send unset fields as null (hvac does): the same as absent. */
+    const char *nk;
+    json_t *nv;
+    void *tmp;
+    json_object_foreach_safe(req->data, tmp, nk, nv)
+    {
+        if (json_is_null(nv)) {
+            json_object_del(req->data, nk);
+        }
+    }
     const json_t *d = req->data;
     bool caller_root = node__token_has_policy(caller, "root");
     bool priv = caller_root || sudo;

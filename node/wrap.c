@@ -39,16 +39,11 @@ static int cubby_key(struct node_core *core,
     return CF_OK;
 }
 
+/* Puts j (a new reference, consumed). */
 static int put_json(struct node_core *core, struct rft_batch *b, const char *key, json_t *j)
 {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    int rv = node__batch_put_json(core, b, key, j);
     json_decref(j);
-    if (s == NULL) {
-        return CF_ENOMEM;
-    }
-    int rv = node__batch_put(core, b, key, (const uint8_t *)s, strlen(s));
-    cf_cleanse(s, strlen(s));
-    cf_free(s);
     return rv;
 }
 
@@ -374,7 +369,7 @@ static const char *body_token(const struct node_request *req)
     return json_string_value(t) ? json_string_value(t) : "";
 }
 
-bool node__wrap_preauth(struct node_core *core, struct node_request *req)
+bool node__wrap_preauth_applies(const struct node_request *req)
 {
     const char *p = req->path;
     bool lookup = strcmp(p, "sys/wrapping/lookup") == 0;
@@ -384,9 +379,19 @@ bool node__wrap_preauth(struct node_core *core, struct node_request *req)
         return false;
     }
     const char *bt = body_token(req);
-    if (!lookup && bt != NULL && bt[0] != '\0') {
-        return false; /* a third-party caller: authenticated as usual first */
+    /* With a token in the body, unwrap and rewrap are a third-party caller's requests:
+     * authenticated as usual first. */
+    return lookup || bt == NULL || bt[0] == '\0';
+}
+
+bool node__wrap_preauth(struct node_core *core, struct node_request *req)
+{
+    if (!node__wrap_preauth_applies(req)) {
+        return false;
     }
+    bool lookup = strcmp(req->path, "sys/wrapping/lookup") == 0;
+    bool rewrap = strcmp(req->path, "sys/wrapping/rewrap") == 0;
+    const char *bt = body_token(req);
     if (!is_write(req) && !(lookup && req->op == NODE_OP_READ)) {
         node_request_done(req, node_response_error(405, "unsupported operation"));
         return true;

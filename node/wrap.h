@@ -25,6 +25,8 @@ void node__wrap_response(struct node_core *core,
  * (unauthenticated) and unwrap/rewrap when the wrapping token is the client token. Returns
  * false when req is not one of them. */
 bool node__wrap_preauth(struct node_core *core, struct node_request *req);
+/* True when node__wrap_preauth would take req (decided on the path and body alone). */
+bool node__wrap_preauth_applies(const struct node_request *req);
 
 /* sys/wrapping/{wrap,lookup,unwrap,rewrap} for an authenticated caller (token in the body).
  * Returns false when the path is not one of them. */

@@ -35,16 +35,6 @@ static void rotate_done_cb(void *arg, int status)
     node_request_done(req, node_response_new());
 }
 
-static struct node_response *injected(json_t *data)
-{
-    struct node_response *resp = node_response_data(data);
-    if (resp != NULL) {
-        resp->inject_top_level = true;
-        resp->mount_type = "system";
-    }
-    return resp;
-}
-
 static void sys_handle(void *state, struct node_request *req)
 {
     (void)state;
@@ -63,11 +53,11 @@ static void sys_handle(void *state, struct node_request *req)
             node_request_done(req, node_response_error(405, "unsupported operation"));
             return;
         }
-        node_request_done(req, injected(node_core_key_status(req->core)));
+        node_request_done(req, node_response_injected(node_core_key_status(req->core)));
         return;
     }
     if (strcmp(p, "mounts") == 0 && req->op == NODE_OP_READ) {
-        node_request_done(req, injected(node_core_mounts_json(req->core)));
+        node_request_done(req, node_response_injected(node_core_mounts_json(req->core)));
         return;
     }
     node_request_done(req, node_response_error(404, "unsupported path"));

@@ -11,6 +11,7 @@
 #include "node/expire.h"
 #include "node/barrier.h"
 #include "node/internal.h"
+#include "node/policy_store.h"
 #include "node/token.h"
 
 #define CF_LOG_MODULE "token"
@@ -423,6 +424,21 @@ static void handle_create(struct node_core *core,
     };
     if (rv == CF_OK) {
         rv = node__token_batch_create(core, NULL, b, op->token, &p, &op->entry, op->hash);
+    }
+    /* Vault warns about policies that do not exist (yet); the token gets them anyway. */
+    size_t pi;
+    json_t *pn;
+    json_array_foreach(pol, pi, pn)
+    {
+        const char *name = json_string_value(pn);
+        if (rv == CF_OK && !node__policy_exists(core, name)) {
+            if (warnings == NULL) {
+                warnings = json_array();
+            }
+            char w[300];
+            snprintf(w, sizeof(w), "Policy \"%s\" does not exist", name);
+            json_array_append_new(warnings, json_string(w));
+        }
     }
     json_decref(pol);
     json_decref(meta);

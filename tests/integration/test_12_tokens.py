@@ -35,6 +35,7 @@ def test_create_and_lookup_fields(node):
     assert auth["lease_duration"] == 3600
     assert auth["renewable"] is True and auth["orphan"] is False
     assert auth["token_type"] == "service" and auth["num_uses"] == 5
+    assert sorted(resp["warnings"]) == ['Policy "db" does not exist', 'Policy "web" does not exist']
     data = c.auth.token.lookup(auth["client_token"])["data"]
     assert data["id"] == auth["client_token"]
     assert data["accessor"] == auth["accessor"]

@@ -22,6 +22,7 @@
 #include "api/route.h"
 #include "engines/cubbyhole/cubbyhole.h"
 #include "engines/kv/kv.h"
+#include "engines/pki/pki.h"
 #include "engines/sys/sys.h"
 #include "lib/mem.h"
 #include "node/config.h"
@@ -350,6 +351,7 @@ static int run_server(int argc, char **argv)
         node_core_register_engine(s.core, &sys_engine_ops);
         node_core_register_engine(s.core, &kv_engine_ops);
         node_core_register_engine(s.core, &cubbyhole_engine_ops);
+        node_core_register_engine(s.core, &pki_engine_ops);
         rv = node_core_start(s.core, core_ready_cb, &s, errmsg);
     }
     if (rv != CF_OK) {

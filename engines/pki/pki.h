@@ -1,0 +1,37 @@
+/*
+ * The PKI secrets engine (pki.md). This file is the engine's entry point and the state its
+ * parts share; each concern lives in its own file (config.c: config/crl, config/urls,
+ * config/cluster; field.c: Vault's request field typing). Issuers, keys, roles, issuance,
+ * revocation, CRLs, OCSP and tidy arrive as their own files (issue 4).
+ */
+#ifndef CF_ENGINES_PKI_PKI_H_
+#define CF_ENGINES_PKI_PKI_H_
+
+#include <jansson.h>
+
+#include "node/engine.h"
+
+extern const struct node_engine_ops pki_engine_ops;
+
+/* One mount's engine instance. */
+struct pki_engine
+{
+    struct node_view *view; /* borrowed: the mount's storage view */
+};
+
+/* Storage keys inside the mount's view. */
+#define PKI_KEY_CONFIG_CRL "config/crl"
+#define PKI_KEY_CONFIG_URLS "config/urls"
+#define PKI_KEY_CONFIG_CLUSTER "config/cluster" /* cluster-local class */
+
+/* config.c: config/crl, config/urls, config/cluster. False when rel_path is not one of them. */
+bool pki_config_handle(struct pki_engine *e, struct node_request *req);
+
+/* The effective config/crl (stored fields over the defaults); a new object, NULL on OOM or
+ * unreadable storage. */
+json_t *pki_config_crl_get(struct pki_engine *e);
+
+/* Finishes req with resp after setting mount_type "pki". */
+void pki_done(struct node_request *req, struct node_response *resp);
+
+#endif

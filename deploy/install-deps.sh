@@ -12,7 +12,7 @@ PKGS=(
     # unit tests, sanitizers, fuzzing
     libcmocka-dev libclang-rt-14-dev
     # integration tests and benchmarks
-    python3 python3-pytest python3-hvac python3-requests python3-cryptography
+    python3 python3-pytest python3-hvac python3-requests python3-cryptography python3-mnemonic
     curl openssl nghttp2-client etcd-server procps iproute2
 )
 

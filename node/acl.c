@@ -551,6 +551,52 @@ json_t *acl_capabilities(const struct acl *acl, const char *path)
     return out;
 }
 
+static bool entry_under(const struct acl_entry *e, const char *mount, size_t mlen)
+{
+    if (e->caps == 0 || (e->caps & ACL_CAP_DENY)) {
+        return false;
+    }
+    /* The literal part of the pattern: up to a trailing '*' or the first '+'. */
+    size_t lit = e->prefix_len;
+    if (e->plus && e->wild_pos < lit) {
+        lit = e->wild_pos;
+    }
+    if (lit >= mlen) {
+        return strncmp(e->pattern, mount, mlen) == 0; /* a rule inside the mount */
+    }
+    /* A rule whose literal part is a prefix of the mount covers it if it is a glob or goes on
+     * with a '+' segment. */
+    return (e->glob || e->plus) && strncmp(e->pattern, mount, lit) == 0;
+}
+
+bool acl_has_access_under(const struct acl *acl, const char *mount_path)
+{
+    if (acl->root) {
+        return true;
+    }
+    size_t mlen = strlen(mount_path);
+    char bare[512];
+    bool trim = mlen > 0 && mount_path[mlen - 1] == '/' && mlen < sizeof(bare);
+    if (trim) {
+        memcpy(bare, mount_path, mlen - 1);
+        bare[mlen - 1] = '\0';
+        if (find_exact(acl, bare) != NULL && entry_under(find_exact(acl, bare), bare, mlen - 1)) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < acl->n_exact; i++) {
+        if (entry_under(&acl->exact[i], mount_path, mlen)) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < acl->n_wild; i++) {
+        if (entry_under(&acl->wild[i], mount_path, mlen)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool acl_path_is_sudo(const char *path)
 {
     static const char *const exact[] = {

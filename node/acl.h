@@ -49,6 +49,10 @@ int acl_check(const struct acl *acl, const struct acl_request *r, struct acl_res
 /* sys/capabilities: a new sorted array of capability names, ["root"] or ["deny"]. */
 json_t *acl_capabilities(const struct acl *acl, const char *path);
 
+/* True when the ACL grants any capability on mount_path ("secret/") or anything below it, or a
+ * rule above it covers it (Vault's hasMountAccess, for sys/internal/ui/mounts). */
+bool acl_has_access_under(const struct acl *acl, const char *mount_path);
+
 /* True when path needs sudo (root-protected paths of core.md 4.2 and its appendix). */
 bool acl_path_is_sudo(const char *path);
 

@@ -572,9 +572,10 @@ static void authorize(struct node_core *core, struct node_request *req)
         audit_request(req, AFTER_PREAUTH, NULL);
         return;
     }
-    bool unauth = strncmp(req->path, "sys/internal/ui/mounts", 22) == 0 &&
-                  (req->token == NULL || req->token[0] == '\0');
-    if (unauth) {
+    /* sys/internal/ui/mounts is unauthenticated in Vault: no ACL check on the path itself; the
+     * handler shows a caller only the mounts it has access to (node__caller_mount_access). */
+    bool ui_mounts = strncmp(req->path, "sys/internal/ui/mounts", 22) == 0;
+    if (ui_mounts && (req->token == NULL || req->token[0] == '\0')) {
         audit_request(req, AFTER_DISPATCH, NULL);
         return;
     }
@@ -586,6 +587,10 @@ static void authorize(struct node_core *core, struct node_request *req)
     }
     const char *cubby = node__token_str(&call->token, "cubbyhole_id");
     req->cubbyhole_id = cubby[0] ? cubby : NULL;
+    if (ui_mounts) {
+        audit_request(req, AFTER_DISPATCH, NULL);
+        return;
+    }
     const struct acl *acl = node__acl_for(core, json_object_get(call->token.entry, "policies"));
     if (acl == NULL) {
         node_request_done(req, internal_error());
@@ -639,6 +644,18 @@ void node__audit_release_waiters(struct node_core *core)
         }
         rev = n;
     }
+}
+
+bool node__caller_mount_access(struct node_core *core,
+                               const struct node_request *req,
+                               const char *mount_path)
+{
+    const struct core_call *call = req->core_priv;
+    if (call == NULL || call->token.entry == NULL) {
+        return false;
+    }
+    const struct acl *acl = node__acl_for(core, json_object_get(call->token.entry, "policies"));
+    return acl != NULL && acl_has_access_under(acl, mount_path);
 }
 
 bool node__token_sudo(struct node_core *core, const char *token, const char *path)

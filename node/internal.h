@@ -175,6 +175,12 @@ void node__initialize(struct node_core *core,
                       void *arg);
 
 /* core.c */
+/* For the sys/internal/ui/mounts endpoints: true when the request's caller (authenticated by
+ * the pipeline) may see mount_path: any capability on it or below it (Vault's hasMountAccess).
+ * False for a request without a token. */
+bool node__caller_mount_access(struct node_core *core,
+                               const struct node_request *req,
+                               const char *mount_path);
 /* True when token names a live token whose policies allow sudo on path (root included). */
 bool node__token_sudo(struct node_core *core, const char *token, const char *path);
 

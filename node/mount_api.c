@@ -606,6 +606,9 @@ static void ui_mounts_read(struct node_core *core, struct node_request *req)
         bool unauth = vis != NULL && strcmp(vis, "unauth") == 0;
         json_t *info = NULL;
         if (authed) {
+            if (!node__caller_mount_access(core, req, m->path)) {
+                continue;
+            }
             info = node__mount_info_json(m);
         } else if (unauth) {
             info = json_pack("{s:s,s:s,s:O?}", "type", m->type, "description", m->description,
@@ -624,7 +627,14 @@ static void ui_mounts_read(struct node_core *core, struct node_request *req)
 static void ui_mount_read(struct node_core *core, struct node_request *req, const char *path)
 {
     struct node_mount *m = node__mount_match(core, path);
-    if (m == NULL) {
+    bool visible = false;
+    if (m != NULL && req->token != NULL && req->token[0] != '\0') {
+        visible = node__caller_mount_access(core, req, m->path);
+    } else if (m != NULL) {
+        const char *vis = json_string_value(json_object_get(m->config, "listing_visibility"));
+        visible = vis != NULL && strcmp(vis, "unauth") == 0;
+    }
+    if (!visible) {
         /* 403, not 404: this path must not tell which mounts exist. */
         respond(req, node_response_error(403,
                                          "preflight capability check returned 403, please "

@@ -183,3 +183,27 @@ def test_unknown_path_permission_before_routing(node):
     tok = token_with(node, "nothing-here")
     assert node.req("GET", "nosuchmount/x", token=tok).status_code == 403
     assert node.req("GET", "nosuchmount/x").status_code == 404
+
+
+def test_ui_mounts_follow_the_callers_access(node):
+    """sys/internal/ui/mounts needs no ACL rule of its own (the vault CLI's kv preflight), but a
+    caller sees only the mounts it has some access to (Vault's hasMountAccess)."""
+    c = node.client()
+    c.sys.enable_secrets_engine("kv", path="hidden-kv")
+    c.sys.create_or_update_policy(name="kvonly", policy='path "secret/app/*" '
+                                  '{ capabilities = ["read"] }')
+    tok = token_with(node, "kvonly")
+    r = node.req("GET", "sys/internal/ui/mounts/secret/app/db", token=tok)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["type"] == "kv" and r.json()["data"]["path"] == "secret/"
+    r = node.req("GET", "sys/internal/ui/mounts/hidden-kv/x", token=tok)
+    assert r.status_code == 403
+    listed = node.req("GET", "sys/internal/ui/mounts", token=tok).json()["data"]["secret"]
+    assert "secret/" in listed and "hidden-kv/" not in listed
+    assert "hidden-kv/" in node.req("GET", "sys/internal/ui/mounts").json()["data"]["secret"]
+    # Without a token only listing_visibility=unauth mounts show.
+    r = node.req("GET", "sys/internal/ui/mounts/secret/app/db", token="")
+    assert r.status_code == 403
+    c.sys.tune_mount_configuration("hidden-kv", listing_visibility="unauth")
+    r = node.req("GET", "sys/internal/ui/mounts/hidden-kv/x", token="")
+    assert r.status_code == 200 and r.json()["data"]["type"] == "kv"

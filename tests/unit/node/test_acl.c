@@ -235,12 +235,32 @@ static void test_root_and_templates(void **state)
     policy_free(tmpl);
 }
 
+static void test_mount_access(void **state)
+{
+    (void)state;
+    struct acl *acl = acl_of(
+        "path \"secret/app/*\" { capabilities = [\"read\"] }\n"
+        "path \"kv2/+/x\" { capabilities = [\"list\"] }\n"
+        "path \"*\" { capabilities = [\"deny\"] }\n"
+        "path \"team\" { capabilities = [\"read\"] }\n"
+        "path \"blocked/*\" { capabilities = [\"deny\"] }\n",
+        "path \"all-*\" { capabilities = [\"read\"] }\n");
+    assert_true(acl_has_access_under(acl, "secret/"));
+    assert_true(acl_has_access_under(acl, "kv2/"));
+    assert_true(acl_has_access_under(acl, "team/"));
+    assert_true(acl_has_access_under(acl, "all-things/"));
+    assert_false(acl_has_access_under(acl, "blocked/"));
+    assert_false(acl_has_access_under(acl, "other/"));
+    acl_free(acl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_forms),       cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_precedence),        cmocka_unit_test(test_params),
         cmocka_unit_test(test_wrapping_and_sudo), cmocka_unit_test(test_root_and_templates),
+        cmocka_unit_test(test_mount_access),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

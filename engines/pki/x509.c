@@ -1147,6 +1147,24 @@ static BIO *mem_bio(const char *pem, size_t len, char *errmsg, int *rv)
     return bio;
 }
 
+/* The signature algorithms Go's CertificateRequest.CheckSignature accepts (Vault refuses the
+ * rest as an invalid signature): RSA PKCS#1 v1.5 and ECDSA with SHA-1/256/384/512, RSA-PSS and
+ * Ed25519. MD5, SHA-224 and DSA signatures are refused. */
+static bool csr_sig_alg_ok(const X509_REQ *req)
+{
+    int nid = X509_REQ_get_signature_nid(req);
+    if (nid == NID_rsassaPss || nid == NID_ED25519) {
+        return true;
+    }
+    int md = NID_undef;
+    int pk = NID_undef;
+    if (OBJ_find_sigid_algs(nid, &md, &pk) != 1) {
+        return false;
+    }
+    bool md_ok = md == NID_sha1 || md == NID_sha256 || md == NID_sha384 || md == NID_sha512;
+    return md_ok && (pk == NID_rsaEncryption || pk == NID_X9_62_id_ecPublicKey);
+}
+
 int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, char *errmsg)
 {
     int rv = CF_OK;
@@ -1198,7 +1216,7 @@ int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, char *errmsg
         rv = CF_EMALFORMED;
         goto out;
     }
-    if (X509_REQ_verify(req, pk) != 1) {
+    if (!csr_sig_alg_ok(req) || X509_REQ_verify(req, pk) != 1) {
         ERR_clear_error();
         cf_errmsg_printf(errmsg, "request signature invalid");
         rv = CF_EMALFORMED;

@@ -189,8 +189,9 @@ int pki_x509_csr_create(const struct pki_x509_template *t,
  * REQUEST") and verifies its self-signature. Errors (CF_EMALFORMED): "csr contains no data"
  * when there is no PEM block, "certificate request could not be parsed: %s" for bad DER, a
  * wrong block type or an undecodable public key, "csr contains more than one PEM block",
- * "request signature invalid" when the signature does not verify. SHA-1 signed requests are
- * accepted as Vault does (the signature only proves possession); we never sign with SHA-1.
+ * "request signature invalid" when the signature does not verify or uses an algorithm Go
+ * refuses (MD5, SHA-224, DSA). SHA-1 signed requests are accepted as Vault does (the signature
+ * only proves possession of the key); we never sign with SHA-1.
  * *out is a new request (X509_REQ_free).
  */
 int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, char *errmsg);

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include <openssl/dsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
@@ -653,13 +654,14 @@ static void test_template_refusals(void **state)
     pki_x509_template_close(&t);
 }
 
-/* A CSR written by OpenSSL itself, with the given extensions; signed with key. */
-static char *ossl_csr(EVP_PKEY *key,
-                      const char *cn,
-                      const char *san,
-                      const char *ku,
-                      const char *eku,
-                      const char *bc)
+/* A CSR written by OpenSSL itself, with the given extensions; signed with key and md. */
+static char *ossl_csr_md(EVP_PKEY *key,
+                         const EVP_MD *md,
+                         const char *cn,
+                         const char *san,
+                         const char *ku,
+                         const char *eku,
+                         const char *bc)
 {
     X509_REQ *req = X509_REQ_new();
     X509_REQ_set_version(req, 0);
@@ -682,9 +684,7 @@ static char *ossl_csr(EVP_PKEY *key,
         X509_REQ_add_extensions(req, exts);
     }
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-    assert_true(X509_REQ_sign(req, key,
-                              EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519 ? NULL : EVP_sha256()) >
-                0);
+    assert_true(X509_REQ_sign(req, key, md) > 0);
     BIO *b = BIO_new(BIO_s_mem());
     PEM_write_bio_X509_REQ(b, req);
     char *p = NULL;
@@ -693,6 +693,17 @@ static char *ossl_csr(EVP_PKEY *key,
     BIO_free(b);
     X509_REQ_free(req);
     return s;
+}
+
+static char *ossl_csr(EVP_PKEY *key,
+                      const char *cn,
+                      const char *san,
+                      const char *ku,
+                      const char *eku,
+                      const char *bc)
+{
+    const EVP_MD *md = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519 ? NULL : EVP_sha256();
+    return ossl_csr_md(key, md, cn, san, ku, eku, bc);
 }
 
 static void test_csr_read_openssl_written(void **state)
@@ -895,6 +906,43 @@ static void test_csr_refusals(void **state)
                        "not a certificate request");
     cf_free(bad);
     OPENSSL_free(der);
+
+    /* Signature algorithms: SHA-1 is accepted as Vault (Go) does; MD5, SHA-224 and DSA are
+     * refused although the signatures are correct. */
+    EVP_PKEY *rsa = gen(PKI_KEY_RSA, 2048);
+    char *s1 = ossl_csr_md(rsa, EVP_sha1(), "x", NULL, NULL, NULL, NULL);
+    X509_REQ *ok = NULL;
+    char errmsg[CF_ERRMSG_SIZE];
+    assert_int_equal(pki_x509_csr_parse(s1, strlen(s1), &ok, errmsg), CF_OK);
+    X509_REQ_free(ok);
+    cf_free(s1);
+    EVP_MD *md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+    assert_non_null(md5);
+    s1 = ossl_csr_md(rsa, md5, "x", NULL, NULL, NULL, NULL);
+    expect_csr_refused(s1, "request signature invalid");
+    cf_free(s1);
+    EVP_MD_free(md5);
+    s1 = ossl_csr_md(rsa, EVP_sha224(), "x", NULL, NULL, NULL, NULL);
+    expect_csr_refused(s1, "request signature invalid");
+    cf_free(s1);
+    EVP_PKEY_free(rsa);
+    EVP_PKEY *params = NULL;
+    EVP_PKEY *dsa = NULL;
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "DSA", NULL);
+    assert_non_null(pc);
+    assert_int_equal(EVP_PKEY_paramgen_init(pc), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_dsa_paramgen_bits(pc, 2048), 1);
+    assert_int_equal(EVP_PKEY_paramgen(pc, &params), 1);
+    EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_from_pkey(NULL, params, NULL);
+    assert_int_equal(EVP_PKEY_keygen_init(kc), 1);
+    assert_int_equal(EVP_PKEY_keygen(kc, &dsa), 1);
+    s1 = ossl_csr_md(dsa, EVP_sha256(), "x", NULL, NULL, NULL, NULL);
+    expect_csr_refused(s1, "request signature invalid");
+    cf_free(s1);
+    EVP_PKEY_free(dsa);
+    EVP_PKEY_CTX_free(kc);
+    EVP_PKEY_free(params);
+    EVP_PKEY_CTX_free(pc);
 
     /* Two CSRs in one PEM, garbage, empty, broken base64. */
     size_t n = strlen(pem);

@@ -378,7 +378,7 @@ static int gn_cidr(const char *s, GENERAL_NAME **out, char *errmsg)
     size_t n = parse_ip(buf, a);
     char *end = NULL;
     long prefix = strtol(slash + 1, &end, 10);
-    if (n == 0 || end == slash + 1 || *end != '\0' || prefix < 0 || prefix > (long)n * 8) {
+    if (n == 0 || slash[1] < '0' || slash[1] > '9' || *end != '\0' || prefix > (long)n * 8) {
         cf_errmsg_printf(errmsg, "invalid CIDR %s", s);
         return CF_EINVAL;
     }

@@ -598,6 +598,14 @@ static void test_template_refusals(void **state)
     expect_build_refused(&t, "invalid CIDR 10.0.0.0/33");
     add(&t.excluded_ip_ranges, "10.0.0.0");
     expect_build_refused(&t, "invalid CIDR 10.0.0.0");
+    add(&t.excluded_ip_ranges, "10.0.0.0/-1");
+    expect_build_refused(&t, "invalid CIDR 10.0.0.0/-1");
+    add(&t.excluded_ip_ranges, "10.0.0.0/ 8");
+    expect_build_refused(&t, "invalid CIDR 10.0.0.0/ 8");
+    add(&t.excluded_ip_ranges, "10.0.0.0/8x");
+    expect_build_refused(&t, "invalid CIDR 10.0.0.0/8x");
+    add(&t.permitted_ip_ranges, "2001:db8::/129");
+    expect_build_refused(&t, "invalid CIDR 2001:db8::/129");
     add(&t.dns,
         "b\xc3\xbc"
         "cher.de");

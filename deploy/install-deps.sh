@@ -8,12 +8,12 @@ PKGS=(
     build-essential cmake ninja-build pkg-config clang llvm clang-format cppcheck git
     # runtime libraries (DESIGN.md "Threads, I/O and dependencies")
     libuv1-dev libraft-dev liblz4-dev libssl-dev libnghttp2-dev node-llhttp
-    libmsgpack-dev liburing-dev libjansson-dev libp11-kit-dev libcurl4-openssl-dev
+    libmsgpack-dev liburing-dev libjansson-dev libp11-kit-dev libcurl4-openssl-dev libidn2-dev
     # unit tests, sanitizers, fuzzing
     libcmocka-dev libclang-rt-14-dev
     # integration tests and benchmarks
     python3 python3-pytest python3-hvac python3-requests python3-cryptography python3-mnemonic
-    curl openssl nghttp2-client etcd-server procps iproute2
+    curl openssl nghttp2-client etcd-server procps iproute2 golang-cfssl
 )
 
 SUDO=""

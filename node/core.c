@@ -579,6 +579,13 @@ static void authorize(struct node_core *core, struct node_request *req)
         audit_request(req, AFTER_DISPATCH, NULL);
         return;
     }
+    /* An engine's unauthenticated paths (PKI's ca, crl, cert/..., ocsp): no token, no ACL. */
+    struct node_mount *um = ui_mounts ? NULL : node__mount_match(core, req->path);
+    if (um != NULL && um->ops->unauth_paths != NULL && strncmp(req->path, "sys/", 4) != 0 &&
+        node_engine_path_matches(um->ops->unauth_paths, req->path + strlen(um->path))) {
+        audit_request(req, AFTER_DISPATCH, NULL);
+        return;
+    }
     if (req->token == NULL || node__token_get(core, req->token, &call->token) != CF_OK ||
         !node__token_live(&call->token, node__now_ns())) {
         node__token_clear(&call->token);

@@ -126,7 +126,14 @@ struct node_engine_ops
     /* Optional existence check (Vault's ExistenceCheck): sets *exists for a create/update
      * request so the ACL can tell "create" from "update". NULL: every write is an update. */
     int (*exists)(void *state, struct node_request *req, bool *exists);
+    /* Optional NULL-terminated list of paths (relative to the mount) served without a token,
+     * as Vault's PathsSpecial.Unauthenticated: "ca" exact, "cert/" followed by "*" a prefix, "issuer/+/pem" with
+     * '+' standing for one path segment. No token or ACL check applies to them. */
+    const char *const *unauth_paths;
 };
+
+/* True when rel_path matches one of the patterns above. */
+bool node_engine_path_matches(const char *const *patterns, const char *rel_path);
 
 /* Storage views ------------------------------------------------------------------------ */
 
@@ -138,6 +145,42 @@ int node_view_get(struct node_view *v, const char *key, uint8_t **val, size_t *l
 /* Lists one level below prefix (which is "" or ends in '/'): a new JSON array of names, with
  * sub-folders as "name/", sorted, no duplicates. */
 int node_view_list(struct node_view *v, const char *prefix, json_t **keys);
+
+/* The FSM version (raft index of the last write) of key, for caches of parsed values.
+ * CF_ENOTFOUND when absent. */
+int node_view_version(struct node_view *v, const char *key, uint64_t *version);
+
+/* Visits, in byte order, the keys (relative to the view) under prefix that sort after `after`
+ * (NULL = from the start), without reading values: fn returns 0 to go on, non-zero to stop
+ * (that value is returned). Paged scans of large folders (certs/, revoked/) use this instead of
+ * node_view_list. The key pointer is valid only during the call. */
+typedef int (*node_view_visit_fn)(void *arg, const char *key);
+int node_view_scan(struct node_view *v,
+                   const char *prefix,
+                   const char *after,
+                   node_view_visit_fn fn,
+                   void *arg);
+
+/* Runs work(arg) on the worker pool (heavy crypto: key generation, signing, CRL building),
+ * then after(arg, status) on the loop: status CF_OK, or an error when the work could not be
+ * queued (then work was not run). work must not touch storage or any loop-owned state. */
+void node_view_work(struct node_view *v,
+                    void (*work)(void *arg),
+                    void (*after)(void *arg, int status),
+                    void *arg);
+
+/* A repeating or one-shot timer on the node's loop, for engine schedulers (CRL rebuilds,
+ * tidy slices). cb runs on the loop. Stop it with node_timer_stop (which frees it); a timer
+ * must be stopped before its engine instance is destroyed. NULL on OOM. */
+struct node_timer;
+struct node_timer *node_view_timer(struct node_view *v,
+                                   uint64_t timeout_ms,
+                                   uint64_t repeat_ms,
+                                   void (*cb)(void *arg),
+                                   void *arg);
+void node_timer_stop(struct node_timer *t);
+/* True while this node may write (unsealed active node): schedulers skip their work otherwise. */
+bool node_view_writable(struct node_view *v);
 
 /* Starts a write batch on the view; NULL on OOM. Every op is applied atomically on commit. */
 struct node_write *node_view_write(struct node_view *v);

@@ -213,3 +213,55 @@ void node_write_commit(struct node_write *w, node_write_cb cb, void *arg)
     }
     node__commit(core, b, cb, arg);
 }
+
+int node_view_version(struct node_view *v, const char *key, uint64_t *version)
+{
+    if (v->core->sealed) {
+        return CF_ESEALED;
+    }
+    char *k = full_key(v, key);
+    if (k == NULL) {
+        return CF_ENOMEM;
+    }
+    int rv = rft_store_get(v->core->store, k, NULL, NULL, version);
+    cf_free(k);
+    return rv;
+}
+
+struct scan_ctx
+{
+    size_t skip;
+    node_view_visit_fn fn;
+    void *arg;
+};
+
+static int scan_visit(void *arg, const char *key, const uint8_t *val, size_t len)
+{
+    struct scan_ctx *c = arg;
+    (void)val;
+    (void)len;
+    return c->fn(c->arg, key + c->skip);
+}
+
+int node_view_scan(struct node_view *v,
+                   const char *prefix,
+                   const char *after,
+                   node_view_visit_fn fn,
+                   void *arg)
+{
+    if (v->core->sealed) {
+        return CF_ESEALED;
+    }
+    char *p = full_key(v, prefix);
+    char *a = after != NULL ? full_key(v, after) : NULL;
+    if (p == NULL || (after != NULL && a == NULL)) {
+        cf_free(p);
+        cf_free(a);
+        return CF_ENOMEM;
+    }
+    struct scan_ctx c = {.skip = strlen(v->prefix), .fn = fn, .arg = arg};
+    int rv = rft_store_scan(v->core->store, p, a, scan_visit, &c);
+    cf_free(p);
+    cf_free(a);
+    return rv;
+}

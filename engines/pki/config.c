@@ -9,6 +9,8 @@
 
 #include "engines/pki/field.h"
 #include "engines/pki/pki.h"
+#include "engines/pki/x509.h"
+#include "lib/buf.h"
 #include "lib/duration.h"
 #include "lib/mem.h"
 
@@ -369,4 +371,122 @@ bool pki_config_handle(struct pki_engine *e, struct node_request *req)
         pki_done(req, node_response_error(405, "unsupported operation"));
     }
     return true;
+}
+
+/* AIA ---------------------------------------------------------------------------------------- */
+
+/* Replaces {{issuer_id}}, {{cluster_path}} and {{cluster_aia_path}} in url. */
+static int aia_expand(const char *url,
+                      const char *issuer_id,
+                      const json_t *cluster,
+                      char **out,
+                      char *errmsg)
+{
+    struct
+    {
+        const char *var;
+        const char *val;
+        const char *field;
+    } vars[] = {
+        {"{{issuer_id}}", issuer_id, NULL},
+        {"{{cluster_path}}", json_string_value(json_object_get(cluster, "path")), "path"},
+        {"{{cluster_aia_path}}", json_string_value(json_object_get(cluster, "aia_path")),
+         "aia_path"},
+    };
+    struct cf_buf b;
+    cf_buf_init(&b);
+    const char *p = url;
+    while (*p != '\0') {
+        bool hit = false;
+        for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+            size_t vl = strlen(vars[i].var);
+            if (strncmp(p, vars[i].var, vl) != 0) {
+                continue;
+            }
+            if (vars[i].val == NULL || vars[i].val[0] == '\0') {
+                cf_buf_close(&b);
+                cf_errmsg_printf(errmsg,
+                                 "unable to parse AIA URL information: unable to template AIA "
+                                 "URLs as config/cluster's '%s' field is not set",
+                                 vars[i].field != NULL ? vars[i].field : "issuer_id");
+                return CF_EINVAL;
+            }
+            if (cf_buf_append_str(&b, vars[i].val) != CF_OK) {
+                cf_buf_close(&b);
+                return CF_ENOMEM;
+            }
+            p += vl;
+            hit = true;
+            break;
+        }
+        if (!hit) {
+            if (cf_buf_append(&b, p, 1) != CF_OK) {
+                cf_buf_close(&b);
+                return CF_ENOMEM;
+            }
+            p++;
+        }
+    }
+    if (cf_buf_append(&b, "", 1) != CF_OK) {
+        cf_buf_close(&b);
+        return CF_ENOMEM;
+    }
+    *out = (char *)cf_buf_steal(&b, NULL);
+    return CF_OK;
+}
+
+int pki_config_aia(struct pki_engine *e,
+                   const json_t *issuer_entry,
+                   const char *issuer_id,
+                   struct pki_x509_template *t,
+                   char *errmsg)
+{
+    static const char *const lists[] = {"issuing_certificates", "crl_distribution_points",
+                                        "ocsp_servers"};
+    const json_t *src = NULL;
+    bool templating = false;
+    json_t *urls = NULL;
+    for (size_t i = 0; issuer_entry != NULL && i < 3; i++) {
+        if (json_array_size(json_object_get(issuer_entry, lists[i])) > 0 ||
+            json_array_size(json_object_get(issuer_entry, "delta_crl_distribution_points")) > 0) {
+            src = issuer_entry;
+            templating = json_is_true(json_object_get(issuer_entry, "enable_aia_url_templating"));
+        }
+    }
+    if (src == NULL) {
+        urls = load(e, PKI_KEY_CONFIG_URLS, urls_defaults);
+        if (urls == NULL) {
+            cf_errmsg_printf(errmsg, "stored URL configuration is unreadable");
+            return CF_ECORRUPT;
+        }
+        src = urls;
+        templating = json_is_true(json_object_get(urls, "enable_templating"));
+    }
+    json_t *cluster = templating ? load(e, PKI_KEY_CONFIG_CLUSTER, cluster_defaults) : NULL;
+    struct pki_x509_strs *dst[] = {&t->issuing_certificates, &t->crl_distribution_points,
+                                   &t->ocsp_servers};
+    int rv = CF_OK;
+    for (size_t i = 0; i < 3 && rv == CF_OK; i++) {
+        size_t k;
+        const json_t *v;
+        json_array_foreach(json_object_get(src, lists[i]), k, v)
+        {
+            const char *u = json_string_value(v);
+            if (u == NULL) {
+                continue;
+            }
+            char *x = NULL;
+            rv = templating ? aia_expand(u, issuer_id, cluster, &x, errmsg) : CF_OK;
+            if (rv == CF_OK) {
+                rv = pki_x509_strs_add(dst[i], x != NULL ? x : u);
+            }
+            cf_free(x);
+            if (rv != CF_OK) {
+                break;
+            }
+        }
+    }
+    json_decref(cluster);
+    json_decref(urls);
+    return rv;
 }

@@ -163,3 +163,44 @@ int pki_field_string(const json_t *data,
     *out = json_string_value(v);
     return CF_OK;
 }
+
+int pki_field_seconds(const json_t *data,
+                      const char *name,
+                      int64_t *out,
+                      char errmsg[CF_ERRMSG_SIZE])
+{
+    const json_t *v = field(data, name);
+    if (v == NULL) {
+        return CF_ENOTFOUND;
+    }
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+    } else if (json_is_real(v)) {
+        *out = (int64_t)json_real_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (s[0] == '\0') {
+            *out = 0;
+            return CF_OK;
+        }
+        char *end = NULL;
+        long long n = strtoll(s, &end, 10);
+        if (end != NULL && *end == '\0') {
+            *out = n;
+        } else if (cf_duration_parse_s(s, out) != CF_OK) {
+            cf_errmsg_printf(errmsg,
+                             "error converting input %s for field \"%s\": time: invalid "
+                             "duration \"%s\"",
+                             s, name, s);
+            return CF_EINVAL;
+        }
+    } else {
+        cf_errmsg_printf(errmsg, "invalid value for \"%s\": must be a duration", name);
+        return CF_EINVAL;
+    }
+    if (*out < 0) {
+        cf_errmsg_printf(errmsg, "cannot provide negative value for \"%s\"", name);
+        return CF_EINVAL;
+    }
+    return CF_OK;
+}

@@ -34,4 +34,11 @@ int pki_field_string(const json_t *data,
                      const char **out,
                      char errmsg[CF_ERRMSG_SIZE]);
 
+/* Vault's TypeDurationSecond: integer seconds, a numeric string or a duration string ("72h");
+ * "" is 0; negative values are refused. */
+int pki_field_seconds(const json_t *data,
+                      const char *name,
+                      int64_t *out,
+                      char errmsg[CF_ERRMSG_SIZE]);
+
 #endif

@@ -1,6 +1,7 @@
 /* The PKI engine's entry point: instance life cycle and routing to the concern files. */
 #include "engines/pki/pki.h"
 
+#include "engines/pki/issuer.h"
 #include "lib/mem.h"
 
 static int pki_create(struct node_view *view,
@@ -21,7 +22,9 @@ static int pki_create(struct node_view *view,
 
 static void pki_destroy(void *state)
 {
-    cf_free(state);
+    struct pki_engine *e = state;
+    pki_snap_drop(e);
+    cf_free(e);
 }
 
 void pki_done(struct node_request *req, struct node_response *resp)
@@ -35,15 +38,42 @@ void pki_done(struct node_request *req, struct node_response *resp)
 static void pki_handle(void *state, struct node_request *req)
 {
     struct pki_engine *e = state;
-    if (pki_config_handle(e, req)) {
+    if (pki_config_handle(e, req) || pki_generate_handle(e, req) || pki_issuers_handle(e, req) ||
+        pki_fetch_handle(e, req)) {
         return;
     }
     pki_done(req, node_response_error(404, "unsupported path"));
 }
+
+/* pki.md 0: paths served without a token. */
+static const char *const unauth_paths[] = {
+    "cert/*",
+    "ca",
+    "ca/pem",
+    "ca_chain",
+    "crl",
+    "crl/pem",
+    "crl/delta",
+    "crl/delta/pem",
+    "issuer/+/der",
+    "issuer/+/pem",
+    "issuer/+/json",
+    "issuer/+/crl",
+    "issuer/+/crl/der",
+    "issuer/+/crl/pem",
+    "issuer/+/crl/delta",
+    "issuer/+/crl/delta/der",
+    "issuer/+/crl/delta/pem",
+    "issuers/",
+    "ocsp",
+    "ocsp/*",
+    NULL,
+};
 
 const struct node_engine_ops pki_engine_ops = {
     .type = "pki",
     .create = pki_create,
     .destroy = pki_destroy,
     .handle = pki_handle,
+    .unauth_paths = unauth_paths,
 };

@@ -17,6 +17,7 @@ extern const struct node_engine_ops pki_engine_ops;
 struct pki_engine
 {
     struct node_view *view; /* borrowed: the mount's storage view */
+    struct pki_snap *snap;  /* owned reference: the cached issuer/key snapshot (issuer.h) */
 };
 
 /* Storage keys inside the mount's view. */
@@ -30,6 +31,19 @@ bool pki_config_handle(struct pki_engine *e, struct node_request *req);
 /* The effective config/crl (stored fields over the defaults); a new object, NULL on OOM or
  * unreadable storage. */
 json_t *pki_config_crl_get(struct pki_engine *e);
+
+struct pki_x509_template;
+/* Fills the AIA fields of t (issuing_certificates, crl_distribution_points, ocsp_servers) for
+ * a certificate issued by issuer_id: the issuer entry's own URLs when it has any (pki.md 1.4),
+ * else config/urls; templated when enabled. issuer_entry may be NULL. */
+int pki_config_aia(struct pki_engine *e,
+                   const json_t *issuer_entry,
+                   const char *issuer_id,
+                   struct pki_x509_template *t,
+                   char *errmsg);
+
+/* fetch.c: a raw (non-JSON) 200 response with body, or 204 when len is 0; NULL on OOM. */
+struct node_response *pki_raw_response(const char *content_type, const void *body, size_t len);
 
 /* Finishes req with resp after setting mount_type "pki". */
 void pki_done(struct node_request *req, struct node_response *resp);

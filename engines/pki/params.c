@@ -1,0 +1,543 @@
+/* Request parameters shared by CA generation and issuance (params.h). */
+#include "engines/pki/params.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/x509.h>
+
+#include "engines/pki/field.h"
+#include "lib/buf.h"
+#include "lib/crypto.h"
+#include "lib/mem.h"
+#include "lib/rfc3339.h"
+
+int pki_params_format(const json_t *data, enum pki_format *out, char *errmsg)
+{
+    const char *s = json_string_value(json_object_get(data, "format"));
+    if (s == NULL || s[0] == '\0' || strcmp(s, "pem") == 0) {
+        *out = PKI_FORMAT_PEM;
+    } else if (strcmp(s, "der") == 0) {
+        *out = PKI_FORMAT_DER;
+    } else if (strcmp(s, "pem_bundle") == 0) {
+        *out = PKI_FORMAT_PEM_BUNDLE;
+    } else {
+        cf_errmsg_printf(
+            errmsg, "the \"format\" path parameter must be \"pem\", \"der\", or \"pem_bundle\"");
+        return CF_EINVAL;
+    }
+    return CF_OK;
+}
+
+/* Appends each string of the request list @name to @l, skipping duplicates. */
+static int add_list(const json_t *data, const char *name, struct pki_x509_strs *l, char *errmsg)
+{
+    json_t *arr = NULL;
+    int rv = pki_field_strings(data, name, &arr, errmsg);
+    if (rv == CF_ENOTFOUND) {
+        return CF_OK;
+    }
+    if (rv != CF_OK) {
+        return rv;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        bool dup = false;
+        for (size_t k = 0; k < l->n && !dup; k++) {
+            dup = strcmp(l->v[k], json_string_value(v)) == 0;
+        }
+        if (!dup && (rv = pki_x509_strs_add(l, json_string_value(v))) != CF_OK) {
+            break;
+        }
+    }
+    json_decref(arr);
+    return rv;
+}
+
+int pki_params_subject(const json_t *data,
+                       struct pki_x509_template *t,
+                       bool with_user_ids,
+                       char *errmsg)
+{
+    const char *cn = json_string_value(json_object_get(data, "common_name"));
+    if (cn != NULL && cn[0] != '\0') {
+        cf_free(t->common_name);
+        t->common_name = cf_strdup(cn);
+        if (t->common_name == NULL) {
+            return CF_ENOMEM;
+        }
+    }
+    const char *sn = json_string_value(json_object_get(data, "serial_number"));
+    if (sn != NULL && sn[0] != '\0') {
+        cf_free(t->serial_number);
+        t->serial_number = cf_strdup(sn);
+        if (t->serial_number == NULL) {
+            return CF_ENOMEM;
+        }
+    }
+    struct
+    {
+        const char *name;
+        struct pki_x509_strs *l;
+    } lists[] = {
+        {"ou", &t->ou},
+        {"organization", &t->organization},
+        {"country", &t->country},
+        {"locality", &t->locality},
+        {"province", &t->province},
+        {"street_address", &t->street_address},
+        {"postal_code", &t->postal_code},
+        {"user_ids", with_user_ids ? &t->user_ids : NULL},
+    };
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        if (lists[i].l == NULL) {
+            continue;
+        }
+        int rv = add_list(data, lists[i].name, lists[i].l, errmsg);
+        if (rv != CF_OK) {
+            return rv;
+        }
+    }
+    return CF_OK;
+}
+
+static int parse_other_san(const char *item, struct pki_x509_template *t, char *errmsg)
+{
+    const char *semi = strchr(item, ';');
+    if (semi == NULL) {
+        cf_errmsg_printf(errmsg, "error parsing other_sans: expected a semicolon in other SAN %s",
+                         item);
+        return CF_EINVAL;
+    }
+    const char *colon = strchr(semi, ':');
+    if (colon == NULL) {
+        cf_errmsg_printf(errmsg, "error parsing other_sans: expected a colon in other SAN %s",
+                         item);
+        return CF_EINVAL;
+    }
+    size_t tlen = (size_t)(colon - semi - 1);
+    if (!((tlen == 4 && strncasecmp(semi + 1, "UTF8", 4) == 0) ||
+          (tlen == 5 && strncasecmp(semi + 1, "UTF-8", 5) == 0))) {
+        cf_errmsg_printf(errmsg,
+                         "error parsing other_sans: only UTF8 other SANs are supported, got %.*s",
+                         (int)tlen, semi + 1);
+        return CF_EINVAL;
+    }
+    char *oid = cf_strndup(item, (size_t)(semi - item));
+    if (oid == NULL) {
+        return CF_ENOMEM;
+    }
+    int rv = pki_x509_template_add_other_san(t, oid, colon + 1);
+    cf_free(oid);
+    return rv;
+}
+
+int pki_params_sans(const json_t *data, struct pki_x509_template *t, char *errmsg)
+{
+    json_t *alt = NULL;
+    int rv = pki_field_strings(data, "alt_names", &alt, errmsg);
+    if (rv == CF_OK) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(alt, i, v)
+        {
+            const char *s = json_string_value(v);
+            struct pki_x509_strs *l = strchr(s, '@') != NULL ? &t->email : &t->dns;
+            bool dup = false;
+            for (size_t k = 0; k < l->n && !dup; k++) {
+                dup = strcmp(l->v[k], s) == 0;
+            }
+            if (!dup && (rv = pki_x509_strs_add(l, s)) != CF_OK) {
+                break;
+            }
+        }
+        json_decref(alt);
+    }
+    if (rv != CF_OK && rv != CF_ENOTFOUND) {
+        return rv;
+    }
+    if ((rv = add_list(data, "ip_sans", &t->ip, errmsg)) != CF_OK ||
+        (rv = add_list(data, "uri_sans", &t->uri, errmsg)) != CF_OK) {
+        return rv;
+    }
+    json_t *others = NULL;
+    rv = pki_field_strings(data, "other_sans", &others, errmsg);
+    if (rv == CF_ENOTFOUND) {
+        return CF_OK;
+    }
+    if (rv != CF_OK) {
+        return rv;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(others, i, v)
+    {
+        if ((rv = parse_other_san(json_string_value(v), t, errmsg)) != CF_OK) {
+            break;
+        }
+    }
+    json_decref(others);
+    return rv;
+}
+
+/* Hostname shape (pki.md 2.4 step 4 regex) of an ASCII name, "*." prefix allowed. */
+static bool hostname_shaped(const char *s)
+{
+    if (strncmp(s, "*.", 2) == 0) {
+        s += 2;
+    }
+    size_t n = strlen(s);
+    if (n > 0 && s[n - 1] == '.') {
+        n--;
+    }
+    if (n == 0 || n > 253) {
+        return false;
+    }
+    size_t label = 0;
+    for (size_t i = 0; i <= n; i++) {
+        char c = i < n ? s[i] : '.';
+        if (c == '.') {
+            if (label == 0 || label > 63 || s[i - 1] == '-' || s[i - label] == '-') {
+                return false;
+            }
+            label = 0;
+            continue;
+        }
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        if (!ok) {
+            return false;
+        }
+        label++;
+    }
+    return true;
+}
+
+int pki_params_cn_to_sans(struct pki_x509_template *t, char *errmsg)
+{
+    (void)errmsg;
+    const char *cn = t->common_name;
+    if (cn == NULL || cn[0] == '\0') {
+        return CF_OK;
+    }
+    struct pki_x509_strs *l = NULL;
+    if (strchr(cn, '@') != NULL) {
+        l = &t->email;
+    } else if (hostname_shaped(cn)) {
+        l = &t->dns;
+    } else {
+        return CF_OK;
+    }
+    for (size_t k = 0; k < l->n; k++) {
+        if (strcmp(l->v[k], cn) == 0) {
+            return CF_OK;
+        }
+    }
+    /* Vault puts the CN first. */
+    int rv = pki_x509_strs_add(l, cn);
+    if (rv == CF_OK && l->n > 1) {
+        char *last = l->v[l->n - 1];
+        memmove(&l->v[1], &l->v[0], (l->n - 1) * sizeof(char *));
+        l->v[0] = last;
+    }
+    return rv;
+}
+
+int pki_params_new_key(const json_t *data, enum pki_key_type *type, int *bits, char *errmsg)
+{
+    const char *kt = json_string_value(json_object_get(data, "key_type"));
+    if (kt == NULL || kt[0] == '\0') {
+        kt = "rsa";
+    }
+    int rv = pki_key_type_parse(kt, type, errmsg);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    int64_t b = 0;
+    rv = pki_field_int(data, "key_bits", &b, errmsg);
+    if (rv != CF_OK && rv != CF_ENOTFOUND) {
+        return rv;
+    }
+    return pki_key_bits_resolve(*type, (int)b, bits, errmsg);
+}
+
+int pki_params_signature(const json_t *data,
+                         enum pki_key_type signer_type,
+                         struct pki_x509_template *t,
+                         char *errmsg)
+{
+    int64_t sb = 0;
+    int rv = pki_field_int(data, "signature_bits", &sb, errmsg);
+    if (rv != CF_OK && rv != CF_ENOTFOUND) {
+        return rv;
+    }
+    if (rv == CF_OK) {
+        if ((rv = pki_key_signature_bits_check(signer_type, (int)sb, errmsg)) != CF_OK) {
+            return rv;
+        }
+        t->signature_bits = (int)sb;
+    }
+    bool pss = false;
+    rv = pki_field_bool(data, "use_pss", &pss, errmsg);
+    if (rv != CF_OK && rv != CF_ENOTFOUND) {
+        return rv;
+    }
+    if (rv == CF_OK) {
+        t->use_pss = pss;
+    }
+    return CF_OK;
+}
+
+static void fmt_duration(int64_t s, char *out, size_t n)
+{
+    /* Go's Duration.String for whole seconds: "768h0m0s". */
+    snprintf(out, n, "%lldh%lldm%llds", (long long)(s / 3600), (long long)(s % 3600 / 60),
+             (long long)(s % 60));
+}
+
+int pki_params_validity(const json_t *data,
+                        int64_t role_ttl,
+                        int64_t role_max_ttl,
+                        const char *role_not_after,
+                        int64_t not_before_duration,
+                        int64_t mount_default,
+                        int64_t mount_max,
+                        int64_t now,
+                        struct pki_x509_template *t,
+                        json_t *warnings,
+                        char *errmsg)
+{
+    int64_t ttl = 0;
+    int rv = pki_field_seconds(data, "ttl", &ttl, errmsg);
+    if (rv != CF_OK && rv != CF_ENOTFOUND) {
+        return rv;
+    }
+    const char *na = json_string_value(json_object_get(data, "not_after"));
+    if (na != NULL && na[0] == '\0') {
+        na = NULL;
+    }
+    if (na == NULL && role_not_after != NULL && role_not_after[0] != '\0') {
+        na = role_not_after;
+    }
+    if (ttl > 0 && na != NULL) {
+        cf_errmsg_printf(errmsg,
+                         "Either ttl or not_after should be provided. Both should not be "
+                         "provided in the same request.");
+        return CF_EINVAL;
+    }
+    if (ttl == 0) {
+        ttl = role_ttl;
+    }
+    if (ttl == 0) {
+        ttl = mount_default;
+    }
+    int64_t max = role_max_ttl > 0 ? role_max_ttl : mount_max;
+    if (max > 0 && ttl > max && na == NULL) {
+        if (warnings != NULL) {
+            char a[48];
+            char b[48];
+            char w[160];
+            fmt_duration(ttl, a, sizeof(a));
+            fmt_duration(max, b, sizeof(b));
+            snprintf(w, sizeof(w),
+                     "TTL \"%s\" is longer than permitted maxTTL \"%s\", so maxTTL is being used",
+                     a, b);
+            json_array_append_new(warnings, json_string(w));
+        }
+        ttl = max;
+    }
+    if (na != NULL) {
+        int64_t at = 0;
+        if (cf_rfc3339_parse(na, &at) != CF_OK) {
+            cf_errmsg_printf(errmsg,
+                             "parsing time \"%s\" as \"2006-01-02T15:04:05Z07:00\": cannot "
+                             "parse \"%s\" as \"2006\"",
+                             na, na);
+            return CF_EINVAL;
+        }
+        t->not_after = at;
+    } else {
+        t->not_after = now + ttl;
+    }
+    t->not_before = now - not_before_duration;
+    return CF_OK;
+}
+
+int pki_params_cap_to_issuer(struct pki_x509_template *t,
+                             int64_t issuer_not_after,
+                             int behavior,
+                             int64_t now,
+                             char *errmsg)
+{
+    if (t->not_after <= issuer_not_after || behavior == 2) {
+        return CF_OK;
+    }
+    if (behavior == 1) {
+        if (issuer_not_after < now) {
+            char a[CF_RFC3339_SIZE];
+            cf_rfc3339_nano(issuer_not_after * 1000000000, a);
+            cf_errmsg_printf(errmsg, "cannot satisfy request, as NotAfter date %s is in the past",
+                             a);
+            return CF_EINVAL;
+        }
+        t->not_after = issuer_not_after;
+        return CF_OK;
+    }
+    char a[CF_RFC3339_SIZE];
+    char b[CF_RFC3339_SIZE];
+    cf_rfc3339_nano(t->not_after * 1000000000, a);
+    cf_rfc3339_nano(issuer_not_after * 1000000000, b);
+    cf_errmsg_printf(errmsg,
+                     "cannot satisfy request, as TTL would result in notAfter of %s that is "
+                     "beyond the expiration of the CA certificate at %s",
+                     a, b);
+    return CF_EINVAL;
+}
+
+int pki_params_ca(const json_t *data, struct pki_x509_template *t, char *errmsg)
+{
+    int64_t mpl = -1;
+    int rv = pki_field_int(data, "max_path_length", &mpl, errmsg);
+    if (rv != CF_OK && rv != CF_ENOTFOUND) {
+        return rv;
+    }
+    t->is_ca = true;
+    t->max_path_length = mpl < 0 ? -1 : (int)mpl;
+    t->key_usage = PKI_KU_CERT_SIGN | PKI_KU_CRL_SIGN;
+    json_t *ku = NULL;
+    if (pki_field_strings(data, "key_usage", &ku, errmsg) == CF_OK) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(ku, i, v)
+        {
+            if (strcasecmp(json_string_value(v), "DigitalSignature") == 0) {
+                t->key_usage |= PKI_KU_DIGITAL_SIGNATURE;
+            }
+        }
+        json_decref(ku);
+    }
+    struct
+    {
+        const char *name;
+        struct pki_x509_strs *l;
+    } lists[] = {
+        {"permitted_dns_domains", &t->permitted_dns_domains},
+        {"excluded_dns_domains", &t->excluded_dns_domains},
+        {"permitted_ip_ranges", &t->permitted_ip_ranges},
+        {"excluded_ip_ranges", &t->excluded_ip_ranges},
+        {"permitted_email_addresses", &t->permitted_email_addresses},
+        {"excluded_email_addresses", &t->excluded_email_addresses},
+        {"permitted_uri_domains", &t->permitted_uri_domains},
+        {"excluded_uri_domains", &t->excluded_uri_domains},
+    };
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        if ((rv = add_list(data, lists[i].name, lists[i].l, errmsg)) != CF_OK) {
+            return rv;
+        }
+    }
+    return CF_OK;
+}
+
+/* One certificate in the requested encoding (PEM text or base64 DER); cf_free. */
+static char *cert_text(X509 *x, enum pki_format fmt, char *errmsg)
+{
+    char *out = NULL;
+    int rv = fmt == PKI_FORMAT_DER ? pki_x509_cert_to_base64(x, &out, errmsg)
+                                   : pki_x509_cert_to_pem(x, &out, errmsg);
+    return rv == CF_OK ? out : NULL;
+}
+
+json_t *pki_params_cert_data(X509 *cert,
+                             X509 *const *issuer_chain,
+                             size_t n_chain,
+                             EVP_PKEY *key,
+                             enum pki_format fmt,
+                             enum pki_key_format key_fmt,
+                             bool remove_roots,
+                             bool with_chain,
+                             char *errmsg)
+{
+    json_t *d = json_object();
+    char *leaf = cert_text(cert, fmt, errmsg);
+    char *issuing = n_chain > 0 ? cert_text(issuer_chain[0], fmt, errmsg) : cf_strdup(leaf);
+    json_t *chain = json_array();
+    struct cf_buf bundle;
+    cf_buf_init(&bundle);
+    char serial[PKI_X509_SERIAL_HEX_SIZE];
+    int64_t exp = 0;
+    char *keytext = NULL;
+    bool ok = d != NULL && leaf != NULL && issuing != NULL && chain != NULL &&
+              pki_x509_serial_hex(cert, serial, errmsg) == CF_OK &&
+              pki_x509_not_after(cert, &exp) == CF_OK;
+    if (ok && key != NULL) {
+        struct cf_secret *sec = NULL;
+        if (fmt == PKI_FORMAT_DER) {
+            ok = pki_key_to_der(key, key_fmt, &sec, errmsg) == CF_OK &&
+                 (keytext = cf_base64_encode(sec->data, sec->len)) != NULL;
+        } else {
+            ok = pki_key_to_pem(key, key_fmt, &sec, errmsg) == CF_OK &&
+                 (keytext = cf_strdup((const char *)sec->data)) != NULL;
+            /* pki_key_to_pem ends with a newline; Vault's fields do not. */
+            size_t kl = keytext != NULL ? strlen(keytext) : 0;
+            while (kl > 0 && keytext[kl - 1] == '\n') {
+                keytext[--kl] = '\0';
+            }
+        }
+        cf_secret_free(sec);
+    }
+    if (ok && fmt == PKI_FORMAT_PEM_BUNDLE && keytext != NULL) {
+        ok = cf_buf_append(&bundle, keytext, strlen(keytext)) == CF_OK &&
+             cf_buf_append(&bundle, "\n", 1) == CF_OK;
+    }
+    if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
+        ok = cf_buf_append(&bundle, leaf, strlen(leaf)) == CF_OK;
+    }
+    for (size_t i = 0; ok && i < n_chain; i++) {
+        if (remove_roots && pki_x509_is_self_issued(issuer_chain[i])) {
+            continue;
+        }
+        char *c = cert_text(issuer_chain[i], fmt, errmsg);
+        ok = c != NULL && json_array_append_new(chain, json_string(c)) == 0;
+        if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
+            ok = cf_buf_append(&bundle, "\n", 1) == CF_OK &&
+                 cf_buf_append(&bundle, c, strlen(c)) == CF_OK;
+        }
+        cf_free(c);
+    }
+    if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
+        ok = cf_buf_append(&bundle, "", 1) == CF_OK;
+    }
+    if (ok) {
+        ok = json_object_set_new(
+                 d, "certificate",
+                 json_string(fmt == PKI_FORMAT_PEM_BUNDLE ? (char *)bundle.data : leaf)) == 0 &&
+             json_object_set_new(d, "issuing_ca", json_string(issuing)) == 0 &&
+             json_object_set_new(d, "serial_number", json_string(serial)) == 0 &&
+             json_object_set_new(d, "expiration", json_integer(exp)) == 0;
+    }
+    if (ok && with_chain && json_array_size(chain) > 0) {
+        ok = json_object_set(d, "ca_chain", chain) == 0;
+    }
+    if (ok && keytext != NULL) {
+        enum pki_key_type kt;
+        int bits;
+        ok = pki_key_describe(key, &kt, &bits, errmsg) == CF_OK &&
+             json_object_set_new(d, "private_key", json_string(keytext)) == 0 &&
+             json_object_set_new(d, "private_key_type", json_string(pki_key_type_name(kt))) == 0;
+    }
+    if (keytext != NULL) {
+        cf_cleanse(keytext, strlen(keytext));
+        cf_free(keytext);
+    }
+    cf_buf_close_secure(&bundle);
+    cf_free(leaf);
+    cf_free(issuing);
+    json_decref(chain);
+    if (!ok) {
+        json_decref(d);
+        return NULL;
+    }
+    return d;
+}

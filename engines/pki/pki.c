@@ -2,6 +2,7 @@
 #include "engines/pki/pki.h"
 
 #include "engines/pki/issuer.h"
+#include "engines/pki/role.h"
 #include "lib/mem.h"
 
 static int pki_create(struct node_view *view,
@@ -24,6 +25,7 @@ static void pki_destroy(void *state)
 {
     struct pki_engine *e = state;
     pki_snap_drop(e);
+    pki_issue_drop_cache(e);
     cf_free(e);
 }
 
@@ -38,8 +40,8 @@ void pki_done(struct node_request *req, struct node_response *resp)
 static void pki_handle(void *state, struct node_request *req)
 {
     struct pki_engine *e = state;
-    if (pki_config_handle(e, req) || pki_generate_handle(e, req) || pki_issuers_handle(e, req) ||
-        pki_fetch_handle(e, req)) {
+    if (pki_issue_handle(e, req) || pki_config_handle(e, req) || pki_role_handle(e, req) ||
+        pki_generate_handle(e, req) || pki_issuers_handle(e, req) || pki_fetch_handle(e, req)) {
         return;
     }
     pki_done(req, node_response_error(404, "unsupported path"));
@@ -70,10 +72,17 @@ static const char *const unauth_paths[] = {
     NULL,
 };
 
+static int pki_exists(void *state, struct node_request *req, bool *exists)
+{
+    *exists = pki_role_exists(state, req->rel_path);
+    return CF_OK;
+}
+
 const struct node_engine_ops pki_engine_ops = {
     .type = "pki",
     .create = pki_create,
     .destroy = pki_destroy,
     .handle = pki_handle,
+    .exists = pki_exists,
     .unauth_paths = unauth_paths,
 };

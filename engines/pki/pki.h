@@ -13,12 +13,20 @@
 
 extern const struct node_engine_ops pki_engine_ops;
 
+struct pki_role_ref;
+
 /* One mount's engine instance. */
 struct pki_engine
 {
-    struct node_view *view; /* borrowed: the mount's storage view */
-    struct pki_snap *snap;  /* owned reference: the cached issuer/key snapshot (issuer.h) */
+    struct node_view *view;     /* borrowed: the mount's storage view */
+    struct pki_snap *snap;      /* owned reference: the cached issuer/key snapshot (issuer.h) */
+    struct pki_role_ref *roles; /* issue.c's role cache */
 };
+
+/* issue.c: issue/sign/sign-verbatim and their issuer/:ref forms; false for other paths. */
+bool pki_issue_handle(struct pki_engine *e, struct node_request *req);
+/* Frees issue.c's role cache (engine destroy). */
+void pki_issue_drop_cache(struct pki_engine *e);
 
 /* Storage keys inside the mount's view. */
 #define PKI_KEY_CONFIG_CRL "config/crl"

@@ -104,6 +104,17 @@ struct node_request;
  * path. */
 bool pki_role_handle(struct pki_engine *e, struct node_request *req);
 
+/* Applies the fields present in data (a request body or a stored role) to r, then checks and
+ * resolves the whole role (key bits, signature bits, usages, ttl <= max_ttl ...). Vault's
+ * messages in errmsg (CF_EINVAL); warnings (may be NULL) gets Vault's role warnings. */
+int pki_role_apply(struct pki_role *r, const json_t *data, json_t *warnings, char *errmsg);
+
+/* The role as GET roles/:name returns it (also its storage form). */
+json_t *pki_role_to_json(const struct pki_role *r);
+
+/* Existence check for the ACL: false only for roles/<name> that is not stored. */
+bool pki_role_exists(struct pki_engine *e, const char *rel_path);
+
 /* Loads role @name. CF_ENOTFOUND when absent; on success @r (initialised here) must be closed
  * by the caller. */
 int pki_role_load(struct pki_engine *e, const char *name, struct pki_role *r, char *errmsg);

@@ -136,8 +136,7 @@ static int csr_to_data(struct gen_job *j)
         }
     }
     j->data = json_pack("{s:s}", "csr", text);
-    cf_free(text);
-    cf_free(pem);
+    cf_free(text); /* pem itself in the PEM case, already freed in the DER case */
     if (j->data == NULL) {
         return CF_ENOMEM;
     }

@@ -541,11 +541,13 @@ int pki_role_load(struct pki_engine *e, const char *name, struct pki_role *r, ch
     size_t len = 0;
     int rv = node_view_get(e->view, key, &val, &len);
     if (rv != CF_OK) {
+        pki_role_close(r);
         return rv;
     }
     json_t *j = json_loadb((const char *)val, len, 0, NULL);
     cf_free(val);
     if (j == NULL) {
+        pki_role_close(r);
         cf_errmsg_printf(errmsg, "stored role %s is unreadable", name);
         return CF_ECORRUPT;
     }

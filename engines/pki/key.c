@@ -542,3 +542,44 @@ err:
     EVP_MD_CTX_free(mctx);
     return rv;
 }
+
+int pki_key_to_text(const EVP_PKEY *key,
+                    enum pki_key_format fmt,
+                    bool pem,
+                    char **out,
+                    char *errmsg)
+{
+    unsigned char *der = NULL;
+    int len = 0;
+    const char *label;
+    int rv = key_der(key, fmt, &der, &len, &label, errmsg);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    size_t lines = ((size_t)len + 47) / 48;
+    size_t cap = 2 * (strlen(label) + 16) + lines * 65 + 1;
+    char *t = cf_malloc(cap);
+    if (t == NULL) {
+        OPENSSL_clear_free(der, (size_t)len);
+        cf_errmsg_printf(errmsg, "out of memory");
+        return CF_ENOMEM;
+    }
+    char *p = t;
+    if (pem) {
+        p += snprintf(p, cap, "-----BEGIN %s-----\n", label);
+    }
+    for (size_t off = 0; off < (size_t)len; off += 48) {
+        size_t n = (size_t)len - off < 48 ? (size_t)len - off : 48;
+        p += EVP_EncodeBlock((unsigned char *)p, der + off, (int)n);
+        if (pem) {
+            *p++ = '\n';
+        }
+    }
+    if (pem) {
+        p += snprintf(p, cap - (size_t)(p - t), "-----END %s-----", label);
+    }
+    *p = '\0';
+    OPENSSL_clear_free(der, (size_t)len);
+    *out = t;
+    return CF_OK;
+}

@@ -98,6 +98,16 @@ int pki_key_to_pem(const EVP_PKEY *key,
                    struct cf_secret **out,
                    char *errmsg);
 
+/* The private key as response text, in unlocked memory (for leaf keys that leave the process in
+ * the response anyway; mlock per issuance costs more than the signature): PEM as
+ * pki_key_to_pem when pem, else base64 of the DER. *out is cf_malloc'd; the caller cleanses and
+ * frees it. */
+int pki_key_to_text(const EVP_PKEY *key,
+                    enum pki_key_format fmt,
+                    bool pem,
+                    char **out,
+                    char *errmsg);
+
 /* Lowercase hex SHA-256 of the key's SubjectPublicKeyInfo DER: the same for a private key, its
  * public half, a CSR and a certificate carrying it, so it identifies a key for de-duplication. */
 int pki_key_fingerprint(const EVP_PKEY *key, char out[PKI_KEY_FINGERPRINT_SIZE], char *errmsg);

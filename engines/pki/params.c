@@ -472,20 +472,7 @@ json_t *pki_params_cert_data(X509 *cert,
               pki_x509_serial_hex(cert, serial, errmsg) == CF_OK &&
               pki_x509_not_after(cert, &exp) == CF_OK;
     if (ok && key != NULL) {
-        struct cf_secret *sec = NULL;
-        if (fmt == PKI_FORMAT_DER) {
-            ok = pki_key_to_der(key, key_fmt, &sec, errmsg) == CF_OK &&
-                 (keytext = cf_base64_encode(sec->data, sec->len)) != NULL;
-        } else {
-            ok = pki_key_to_pem(key, key_fmt, &sec, errmsg) == CF_OK &&
-                 (keytext = cf_strdup((const char *)sec->data)) != NULL;
-            /* pki_key_to_pem ends with a newline; Vault's fields do not. */
-            size_t kl = keytext != NULL ? strlen(keytext) : 0;
-            while (kl > 0 && keytext[kl - 1] == '\n') {
-                keytext[--kl] = '\0';
-            }
-        }
-        cf_secret_free(sec);
+        ok = pki_key_to_text(key, key_fmt, fmt != PKI_FORMAT_DER, &keytext, errmsg) == CF_OK;
     }
     if (ok && fmt == PKI_FORMAT_PEM_BUNDLE && keytext != NULL) {
         ok = cf_buf_append(&bundle, keytext, strlen(keytext)) == CF_OK &&

@@ -62,14 +62,15 @@ done
 
 # run NAME URL BODY [extra h2load args]: prints "NAME req/s p50 p99 n".
 run() {
-    local name=$1 url=$2 body=$3
+    local name=$1 url=$2 body=$3 file
     shift 3
+    file=$TMP/$(tr -c 'A-Za-z0-9\n' _ <<<"$name").tsv
     out=$(h2load -c $CLIENTS -m $PER -D "$SECS" -d "$body" -H "$H" "$@" \
-        --log-file="$TMP/$name.tsv" "$url" 2>&1)
+        --log-file="$file" "$url" 2>&1) || true
     if ! grep -q " 0 failed, 0 errored" <<<"$out"; then
         echo "bench_pki: $name had failures" >&2; echo "$out" | tail -8 >&2; exit 1
     fi
-    python3 - "$name" "$TMP/$name.tsv" "$SECS" <<'PY'
+    python3 - "$name" "$file" "$SECS" <<'PY'
 import sys
 name, path, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
 rows = [l.split("\t") for l in open(path) if l.strip()]

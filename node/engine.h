@@ -127,7 +127,8 @@ struct node_engine_ops
      * request so the ACL can tell "create" from "update". NULL: every write is an update. */
     int (*exists)(void *state, struct node_request *req, bool *exists);
     /* Optional NULL-terminated list of paths (relative to the mount) served without a token,
-     * as Vault's PathsSpecial.Unauthenticated: "ca" exact, "cert/" followed by "*" a prefix, "issuer/+/pem" with
+     * as Vault's PathsSpecial.Unauthenticated: "ca" exact, "cert/" followed by "*" a prefix,
+     * "issuer/+/pem" with
      * '+' standing for one path segment. No token or ACL check applies to them. */
     const char *const *unauth_paths;
 };

@@ -38,28 +38,6 @@ static json_t *load(struct pki_engine *e, const char *key, const char *defaults)
     return out;
 }
 
-struct save_op
-{
-    struct node_request *req;
-    json_t *reply; /* data to answer with, or NULL for 204 */
-};
-
-static void saved_cb(void *arg, int status)
-{
-    struct save_op *op = arg;
-    struct node_response *resp;
-    if (status != CF_OK) {
-        json_decref(op->reply);
-        resp = node_response_error(500, "failed to store configuration: %s", cf_strerror(status));
-    } else if (op->reply != NULL) {
-        resp = node_response_data(op->reply);
-    } else {
-        resp = node_response_new();
-    }
-    pki_done(op->req, resp);
-    cf_free(op);
-}
-
 /* Stores obj at key, then answers with reply (owned; NULL = 204). */
 static void save(struct pki_engine *e,
                  struct node_request *req,
@@ -67,22 +45,12 @@ static void save(struct pki_engine *e,
                  const json_t *obj,
                  json_t *reply)
 {
-    char *s = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
     struct node_write *w = node_view_write(e->view);
-    struct save_op *op = cf_calloc(1, sizeof(*op));
-    if (s == NULL || w == NULL || op == NULL ||
-        node_write_put(w, key, (const uint8_t *)s, strlen(s)) != CF_OK) {
-        cf_free(s);
+    if (w != NULL && pki_write_json(w, key, obj) != CF_OK) {
         node_write_free(w);
-        cf_free(op);
-        json_decref(reply);
-        pki_done(req, NULL);
-        return;
+        w = NULL;
     }
-    cf_free(s);
-    op->req = req;
-    op->reply = reply;
-    node_write_commit(w, saved_cb, op);
+    pki_commit_reply(req, w, reply, NULL);
 }
 
 static void bad(struct node_request *req, const char *msg)

@@ -204,3 +204,18 @@ int pki_field_seconds(const json_t *data,
     }
     return CF_OK;
 }
+
+int pki_field_bool_opt(const json_t *data, const char *name, bool *out, char errmsg[CF_ERRMSG_SIZE])
+{
+    int rv = pki_field_bool(data, name, out, errmsg);
+    return rv == CF_ENOTFOUND ? CF_OK : rv;
+}
+
+int pki_field_seconds_opt(const json_t *data,
+                          const char *name,
+                          int64_t *out,
+                          char errmsg[CF_ERRMSG_SIZE])
+{
+    int rv = pki_field_seconds(data, name, out, errmsg);
+    return rv == CF_ENOTFOUND ? CF_OK : rv;
+}

@@ -41,4 +41,15 @@ int pki_field_seconds(const json_t *data,
                       int64_t *out,
                       char errmsg[CF_ERRMSG_SIZE]);
 
+/* As pki_field_bool / pki_field_seconds, but an absent field is CF_OK and leaves *out as it was
+ * (the caller's default). */
+int pki_field_bool_opt(const json_t *data,
+                       const char *name,
+                       bool *out,
+                       char errmsg[CF_ERRMSG_SIZE]);
+int pki_field_seconds_opt(const json_t *data,
+                          const char *name,
+                          int64_t *out,
+                          char errmsg[CF_ERRMSG_SIZE]);
+
 #endif

@@ -316,14 +316,8 @@ static int put_key(struct gen_job *j, struct node_write *w, const struct pki_sna
                                    j->key_bits, (const char *)j->key_pem->data);
     char path[64];
     snprintf(path, sizeof(path), "config/key/%s", j->key_id);
-    char *txt = ke != NULL ? json_dumps(ke, JSON_COMPACT) : NULL;
+    int rv = ke != NULL ? pki_write_json(w, path, ke) : CF_ENOMEM;
     json_decref(ke);
-    if (txt == NULL) {
-        return CF_ENOMEM;
-    }
-    int rv = node_write_put(w, path, (const uint8_t *)txt, strlen(txt));
-    cf_cleanse(txt, strlen(txt));
-    cf_free(txt);
     if (rv == CF_OK && pki_snap_key(s, s->default_key) == NULL) {
         char buf[96];
         snprintf(buf, sizeof(buf), "{\"default\":\"%s\"}", j->key_id);
@@ -354,23 +348,15 @@ int pki_generate_put_issuer(struct node_write *w,
     json_object_set_new(ie, "last_modified", json_string(ts));
     char path[64];
     snprintf(path, sizeof(path), "config/issuer/%s", issuer_id);
-    char *txt = json_dumps(ie, JSON_COMPACT);
+    int rv = pki_write_json(w, path, ie);
     json_decref(ie);
-    if (txt == NULL) {
-        return CF_ENOMEM;
-    }
-    int rv = node_write_put(w, path, (const uint8_t *)txt, strlen(txt));
-    cf_free(txt);
     bool set_default =
         may_default && (pki_snap_issuer(s, "default") == NULL || s->default_follows_latest);
     if (rv == CF_OK && set_default) {
         json_t *ci = json_pack("{s:s, s:b}", "default", issuer_id, "default_follows_latest_issuer",
                                s->default_follows_latest);
-        char *c = ci != NULL ? json_dumps(ci, JSON_COMPACT) : NULL;
+        rv = ci != NULL ? pki_write_json(w, "config/issuers", ci) : CF_ENOMEM;
         json_decref(ci);
-        rv = c == NULL ? CF_ENOMEM
-                       : node_write_put(w, "config/issuers", (const uint8_t *)c, strlen(c));
-        cf_free(c);
     }
     if (made_default != NULL) {
         *made_default = set_default;
@@ -541,15 +527,11 @@ static void finish_bad(struct gen_job *j, int rv)
     fail(j, rv == CF_ENOMEM ? 500 : 400, j->errmsg[0] ? j->errmsg : cf_strerror(rv));
 }
 
-static void root_generate(struct pki_engine *e, struct node_request *req, const char *type)
+/* The part of root and CSR generation requests they share: format, key, subject, SANs and
+ * signature choice (pki.md 1.2). */
+static int ca_request(struct gen_job *j, const char *type)
 {
-    struct gen_job *j = job_new(e, req, GEN_ROOT);
-    if (j == NULL) {
-        pki_done(req, NULL);
-        return;
-    }
-    const json_t *d = req->data;
-    bool rotate = strncmp(req->rel_path, "root/rotate/", 12) == 0;
+    const json_t *d = j->req->data;
     int rv = pki_params_format(d, &j->fmt, j->errmsg);
     if (rv == CF_OK) {
         rv = parse_key_format(j);
@@ -572,8 +554,7 @@ static void root_generate(struct pki_engine *e, struct node_request *req, const 
     }
     bool exclude = false;
     if (rv == CF_OK) {
-        int r2 = pki_field_bool(d, "exclude_cn_from_sans", &exclude, j->errmsg);
-        rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
+        rv = pki_field_bool_opt(d, "exclude_cn_from_sans", &exclude, j->errmsg);
     }
     if (rv == CF_OK && !exclude) {
         rv = pki_params_cn_to_sans(&j->t, j->errmsg);
@@ -581,13 +562,25 @@ static void root_generate(struct pki_engine *e, struct node_request *req, const 
     if (rv == CF_OK) {
         rv = pki_params_signature(d, j->key_type, &j->t, j->errmsg);
     }
+    return rv;
+}
+
+static void root_generate(struct pki_engine *e, struct node_request *req, const char *type)
+{
+    struct gen_job *j = job_new(e, req, GEN_ROOT);
+    if (j == NULL) {
+        pki_done(req, NULL);
+        return;
+    }
+    const json_t *d = req->data;
+    bool rotate = strncmp(req->rel_path, "root/rotate/", 12) == 0;
+    int rv = ca_request(j, type);
     if (rv == CF_OK) {
         rv = pki_params_ca(d, &j->t, j->errmsg);
     }
     int64_t nbd = 30;
     if (rv == CF_OK) {
-        int r2 = pki_field_seconds(d, "not_before_duration", &nbd, j->errmsg);
-        rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
+        rv = pki_field_seconds_opt(d, "not_before_duration", &nbd, j->errmsg);
     }
     if (rv == CF_OK) {
         rv = pki_params_validity(d, 0, 0, NULL, nbd, req->mount_default_lease_s,
@@ -638,40 +631,9 @@ static void csr_generate(struct pki_engine *e, struct node_request *req, const c
         return;
     }
     const json_t *d = req->data;
-    int rv = pki_params_format(d, &j->fmt, j->errmsg);
+    int rv = ca_request(j, type);
     if (rv == CF_OK) {
-        rv = parse_key_format(j);
-    }
-    if (rv == CF_OK) {
-        rv = choose_key(j, type);
-    }
-    if (rv == CF_OK) {
-        rv = pki_params_subject(d, &j->t, false, j->errmsg);
-    }
-    if (rv == CF_OK && (j->t.common_name == NULL || j->t.common_name[0] == '\0')) {
-        cf_errmsg_printf(j->errmsg,
-                         "the common_name field is required, or must be provided in a "
-                         "CSR with \"use_csr_common_name\" set to true, unless "
-                         "\"require_cn\" is set to false");
-        rv = CF_EINVAL;
-    }
-    if (rv == CF_OK) {
-        rv = pki_params_sans(d, &j->t, j->errmsg);
-    }
-    bool exclude = false;
-    if (rv == CF_OK) {
-        int r2 = pki_field_bool(d, "exclude_cn_from_sans", &exclude, j->errmsg);
-        rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
-    }
-    if (rv == CF_OK && !exclude) {
-        rv = pki_params_cn_to_sans(&j->t, j->errmsg);
-    }
-    if (rv == CF_OK) {
-        rv = pki_params_signature(d, j->key_type, &j->t, j->errmsg);
-    }
-    if (rv == CF_OK) {
-        int r2 = pki_field_bool(d, "add_basic_constraints", &j->add_basic_constraints, j->errmsg);
-        rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
+        rv = pki_field_bool_opt(d, "add_basic_constraints", &j->add_basic_constraints, j->errmsg);
     }
     json_t *ku = NULL;
     if (rv == CF_OK && pki_field_strings(d, "key_usage", &ku, j->errmsg) == CF_OK) {
@@ -766,8 +728,7 @@ static void sign_intermediate(struct pki_engine *e, struct node_request *req, co
         rv = pki_key_check_minimum(kt, bits, j->errmsg);
     }
     if (rv == CF_OK) {
-        int r2 = pki_field_bool(d, "use_csr_values", &j->use_csr_values, j->errmsg);
-        rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
+        rv = pki_field_bool_opt(d, "use_csr_values", &j->use_csr_values, j->errmsg);
     }
     if (rv == CF_OK && j->use_csr_values) {
         rv = pki_x509_csr_read(j->csr, &j->t, j->errmsg);
@@ -791,8 +752,7 @@ static void sign_intermediate(struct pki_engine *e, struct node_request *req, co
         }
         bool exclude = false;
         if (rv == CF_OK) {
-            int r2 = pki_field_bool(d, "exclude_cn_from_sans", &exclude, j->errmsg);
-            rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
+            rv = pki_field_bool_opt(d, "exclude_cn_from_sans", &exclude, j->errmsg);
         }
         if (rv == CF_OK && !exclude) {
             rv = pki_params_cn_to_sans(&j->t, j->errmsg);
@@ -820,8 +780,7 @@ static void sign_intermediate(struct pki_engine *e, struct node_request *req, co
     }
     int64_t nbd = 30;
     if (rv == CF_OK) {
-        int r2 = pki_field_seconds(d, "not_before_duration", &nbd, j->errmsg);
-        rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
+        rv = pki_field_seconds_opt(d, "not_before_duration", &nbd, j->errmsg);
     }
     int64_t now = cf_now_s();
     if (rv == CF_OK) {
@@ -907,8 +866,7 @@ static void sign_self_issued(struct pki_engine *e, struct node_request *req, con
     }
     bool match = false;
     if (rv == CF_OK) {
-        int r2 = pki_field_bool(d, "require_matching_certificate_algorithms", &match, j->errmsg);
-        rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
+        rv = pki_field_bool_opt(d, "require_matching_certificate_algorithms", &match, j->errmsg);
     }
     if (rv == CF_OK && match) {
         int a = X509_get_signature_nid(j->self_issued);

@@ -280,8 +280,7 @@ static int names(struct issue_job *j, struct pki_x509_template *t, X509_REQ *csr
     }
     bool exclude = false;
     if (rv == CF_OK) {
-        int r2 = pki_field_bool(d, "exclude_cn_from_sans", &exclude, j->errmsg);
-        rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
+        rv = pki_field_bool_opt(d, "exclude_cn_from_sans", &exclude, j->errmsg);
     }
     /* Subject serial number and user ids. */
     if (rv == CF_OK) {
@@ -494,11 +493,12 @@ static void issue_work(void *arg)
         }
     }
     if (rv == CF_OK) {
-        bool bc = r->basic_constraints_valid_for_non_ca;
-        int r2 = pki_field_bool(d, "basic_constraints_valid_for_non_ca", &bc, j->errmsg);
-        rv = r2 == CF_ENOTFOUND || j->kind != ISSUE_VERBATIM ? CF_OK : r2;
-        t.basic_constraints_valid_for_non_ca =
-            j->kind == ISSUE_VERBATIM ? bc : r->basic_constraints_valid_for_non_ca;
+        /* sign-verbatim lets the request override the role. */
+        t.basic_constraints_valid_for_non_ca = r->basic_constraints_valid_for_non_ca;
+        if (j->kind == ISSUE_VERBATIM) {
+            rv = pki_field_bool_opt(d, "basic_constraints_valid_for_non_ca",
+                                    &t.basic_constraints_valid_for_non_ca, j->errmsg);
+        }
     }
     if (rv == CF_OK) {
         t.signature_bits = r->signature_bits;
@@ -538,8 +538,7 @@ static void issue_work(void *arg)
     }
     bool remove_roots = false;
     if (rv == CF_OK) {
-        int r2 = pki_field_bool(d, "remove_roots_from_chain", &remove_roots, j->errmsg);
-        rv = r2 == CF_ENOTFOUND ? CF_OK : r2;
+        rv = pki_field_bool_opt(d, "remove_roots_from_chain", &remove_roots, j->errmsg);
     }
     if (rv == CF_OK) {
         j->data = pki_params_cert_data(cert, j->issuer->chain, j->issuer->n_chain, newkey, fmt,

@@ -17,65 +17,6 @@
 #include "lib/mem.h"
 #include "lib/rfc3339.h"
 
-/* Writes ---------------------------------------------------------------------------------- */
-
-struct put_op
-{
-    struct node_request *req;
-    json_t *data;     /* reply data or NULL */
-    json_t *warnings; /* or NULL */
-};
-
-static void put_done(void *arg, int status)
-{
-    struct put_op *op = arg;
-    struct node_response *resp;
-    if (status != CF_OK) {
-        json_decref(op->data);
-        resp = node_response_error(500, "failed to store: %s", cf_strerror(status));
-    } else {
-        resp = node_response_data(op->data);
-        if (resp != NULL && json_array_size(op->warnings) > 0) {
-            resp->warnings = json_incref(op->warnings);
-        }
-    }
-    json_decref(op->warnings);
-    pki_done(op->req, resp);
-    cf_free(op);
-}
-
-/* Commits w and answers with data (owned, may be NULL) and warnings (owned, may be NULL). */
-static void commit_reply(struct node_request *req,
-                         struct node_write *w,
-                         json_t *data,
-                         json_t *warnings)
-{
-    struct put_op *op = cf_calloc(1, sizeof(*op));
-    if (op == NULL) {
-        node_write_free(w);
-        json_decref(data);
-        json_decref(warnings);
-        pki_done(req, NULL);
-        return;
-    }
-    op->req = req;
-    op->data = data;
-    op->warnings = warnings;
-    node_write_commit(w, put_done, op);
-}
-
-static int put_json(struct node_write *w, const char *key, const json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    if (s == NULL) {
-        return CF_ENOMEM;
-    }
-    int rv = node_write_put(w, key, (const uint8_t *)s, strlen(s));
-    cf_cleanse(s, strlen(s));
-    cf_free(s);
-    return rv;
-}
-
 static struct node_response *bad(const char *msg)
 {
     return node_response_error(400, "%s", msg);
@@ -363,7 +304,7 @@ static void issuer_write(struct pki_engine *e,
     char key[64];
     snprintf(key, sizeof(key), "config/issuer/%s", is->id);
     struct node_write *w = node_view_write(e->view);
-    if (w == NULL || reply == NULL || put_json(w, key, entry) != CF_OK) {
+    if (w == NULL || reply == NULL || pki_write_json(w, key, entry) != CF_OK) {
         node_write_free(w);
         json_decref(reply);
         json_decref(entry);
@@ -371,7 +312,7 @@ static void issuer_write(struct pki_engine *e,
         return;
     }
     json_decref(entry);
-    commit_reply(req, w, reply, NULL);
+    pki_commit_reply(req, w, reply, NULL);
 }
 
 static void issuer_delete(struct pki_engine *e,
@@ -387,7 +328,7 @@ static void issuer_delete(struct pki_engine *e,
     if (rv == CF_OK && strcmp(is->id, s->default_issuer) == 0) {
         json_t *ci = json_pack("{s:s, s:b}", "default", "", "default_follows_latest_issuer",
                                s->default_follows_latest);
-        rv = ci != NULL ? put_json(w, "config/issuers", ci) : CF_ENOMEM;
+        rv = ci != NULL ? pki_write_json(w, "config/issuers", ci) : CF_ENOMEM;
         json_decref(ci);
         json_array_append_new(warnings,
                               json_string("Deleted issuer was the default; set a new default "
@@ -400,7 +341,7 @@ static void issuer_delete(struct pki_engine *e,
         return;
     }
     json_t *data = json_array_size(warnings) ? json_object() : NULL;
-    commit_reply(req, w, data, warnings);
+    pki_commit_reply(req, w, data, warnings);
 }
 
 /* key/:ref ----------------------------------------------------------------------------------- */
@@ -449,7 +390,7 @@ static void key_write(struct pki_engine *e,
     }
     json_object_set_new(entry, "name", json_string(n));
     json_object_set_new(reply, "key_name", json_string(n));
-    int rv = put_json(w, key, entry);
+    int rv = pki_write_json(w, key, entry);
     json_decref(entry);
     if (rv != CF_OK) {
         json_decref(reply);
@@ -457,7 +398,7 @@ static void key_write(struct pki_engine *e,
         pki_done(req, NULL);
         return;
     }
-    commit_reply(req, w, reply, NULL);
+    pki_commit_reply(req, w, reply, NULL);
 }
 
 static void key_delete(struct pki_engine *e,
@@ -485,7 +426,7 @@ static void key_delete(struct pki_engine *e,
         pki_done(req, NULL);
         return;
     }
-    commit_reply(req, w, NULL, NULL);
+    pki_commit_reply(req, w, NULL, NULL);
 }
 
 /* config/issuers, config/keys, root ---------------------------------------------------------- */
@@ -529,13 +470,13 @@ static void config_issuers(struct pki_engine *e,
     }
     json_t *ci = json_pack("{s:s, s:b}", "default", id, "default_follows_latest_issuer", follows);
     struct node_write *w = node_view_write(e->view);
-    if (ci == NULL || w == NULL || put_json(w, "config/issuers", ci) != CF_OK) {
+    if (ci == NULL || w == NULL || pki_write_json(w, "config/issuers", ci) != CF_OK) {
         json_decref(ci);
         node_write_free(w);
         pki_done(req, NULL);
         return;
     }
-    commit_reply(req, w, ci, NULL);
+    pki_commit_reply(req, w, ci, NULL);
 }
 
 static void config_keys(struct pki_engine *e, struct node_request *req, const struct pki_snap *s)
@@ -556,13 +497,13 @@ static void config_keys(struct pki_engine *e, struct node_request *req, const st
     }
     json_t *ck = json_pack("{s:s}", "default", k->id);
     struct node_write *w = node_view_write(e->view);
-    if (ck == NULL || w == NULL || put_json(w, "config/keys", ck) != CF_OK) {
+    if (ck == NULL || w == NULL || pki_write_json(w, "config/keys", ck) != CF_OK) {
         json_decref(ck);
         node_write_free(w);
         pki_done(req, NULL);
         return;
     }
-    commit_reply(req, w, ck, NULL);
+    pki_commit_reply(req, w, ck, NULL);
 }
 
 static void delete_root(struct pki_engine *e, struct node_request *req)
@@ -580,7 +521,7 @@ static void delete_root(struct pki_engine *e, struct node_request *req)
         json_pack("[s]",
                   "DELETE /root deletes all keys and issuers; prefer the new DELETE /key/:key_ref "
                   "and DELETE /issuer/:issuer_ref for finer granularity");
-    commit_reply(req, w, json_object(), warnings);
+    pki_commit_reply(req, w, json_object(), warnings);
 }
 
 /* Imports ------------------------------------------------------------------------------------ */
@@ -628,10 +569,8 @@ static void import_bundle(struct pki_engine *e,
     }
     if (b.n_keys > 0 && !allow_keys) {
         pki_x509_bundle_close(&b);
-        pki_done(req, bad(set_signed ? "private keys found in the PEM bundle but not allowed by "
-                                       "the path; use /issuers/import/bundle"
-                                     : "private keys found in the PEM bundle but not allowed by "
-                                       "the path; use /issuers/import/bundle"));
+        pki_done(req, bad("private keys found in the PEM bundle but not allowed by the path; use "
+                          "/issuers/import/bundle"));
         return;
     }
     if (!allow_certs && b.n_certs > 0) {
@@ -688,7 +627,7 @@ static void import_bundle(struct pki_engine *e,
                 pki_key_entry_new(new_id[n_new_keys], "", kt, bits, (const char *)kp->data);
             char path[64];
             snprintf(path, sizeof(path), "config/key/%s", new_id[n_new_keys]);
-            rv = ke != NULL ? put_json(w, path, ke) : CF_ENOMEM;
+            rv = ke != NULL ? pki_write_json(w, path, ke) : CF_ENOMEM;
             json_decref(ke);
         }
         cf_secret_free(kp);
@@ -742,17 +681,14 @@ static void import_bundle(struct pki_engine *e,
                 json_object_set_new(entry, "key_id", json_string(kid));
                 char path[64];
                 snprintf(path, sizeof(path), "config/issuer/%s", ex->id);
-                rv = entry != NULL ? put_json(w, path, entry) : CF_ENOMEM;
+                rv = entry != NULL ? pki_write_json(w, path, entry) : CF_ENOMEM;
                 json_decref(entry);
             }
             json_object_set_new(mapping, ex->id, json_string(kid[0] ? kid : ex->key_id));
         } else if (rv == CF_OK) {
             char id[PKI_ID_SIZE];
             cf_uuid_v4(id);
-            const char *alg = NULL;
-            int nid = X509_get_signature_nid(x);
-            (void)nid;
-            rv = pki_generate_put_issuer(w, s, id, "", kid, xpem, alg, false, NULL);
+            rv = pki_generate_put_issuer(w, s, id, "", kid, xpem, NULL, false, NULL);
             json_array_append_new(imp_issuers, json_string(id));
             json_object_set_new(mapping, id, json_string(kid));
             if (first_new[0] == '\0') {
@@ -777,7 +713,7 @@ static void import_bundle(struct pki_engine *e,
         if (need && pick != NULL) {
             json_t *ci = json_pack("{s:s, s:b}", "default", pick, "default_follows_latest_issuer",
                                    s->default_follows_latest);
-            rv = ci != NULL ? put_json(w, "config/issuers", ci) : CF_ENOMEM;
+            rv = ci != NULL ? pki_write_json(w, "config/issuers", ci) : CF_ENOMEM;
             json_decref(ci);
         } else if (need || keyed_new > 1) {
             json_array_append_new(
@@ -808,7 +744,7 @@ static void import_bundle(struct pki_engine *e,
         mapping, "existing_issuers",
         json_array_size(ex_issuers) ? ex_issuers : (json_decref(ex_issuers), json_null()),
         "existing_keys", json_array_size(ex_keys) ? ex_keys : (json_decref(ex_keys), json_null()));
-    commit_reply(req, w, data, warnings);
+    pki_commit_reply(req, w, data, warnings);
 }
 
 static void keys_import(struct pki_engine *e, struct node_request *req, const struct pki_snap *s)
@@ -871,7 +807,7 @@ static void keys_import(struct pki_engine *e, struct node_request *req, const st
     char path[64];
     snprintf(path, sizeof(path), "config/key/%s", id);
     struct node_write *w = node_view_write(e->view);
-    rv = ke != NULL && w != NULL ? put_json(w, path, ke) : CF_ENOMEM;
+    rv = ke != NULL && w != NULL ? pki_write_json(w, path, ke) : CF_ENOMEM;
     json_decref(ke);
     if (rv == CF_OK && pki_snap_key(s, s->default_key) == NULL) {
         char buf[96];
@@ -883,10 +819,10 @@ static void keys_import(struct pki_engine *e, struct node_request *req, const st
         pki_done(req, NULL);
         return;
     }
-    commit_reply(req, w,
-                 json_pack("{s:s, s:s, s:s}", "key_id", id, "key_name", name, "key_type",
-                           pki_key_type_name(kt)),
-                 NULL);
+    pki_commit_reply(req, w,
+                     json_pack("{s:s, s:s, s:s}", "key_id", id, "key_name", name, "key_type",
+                               pki_key_type_name(kt)),
+                     NULL);
 }
 
 /* Routing ------------------------------------------------------------------------------------ */

@@ -374,6 +374,36 @@ int pki_key_to_der(const EVP_PKEY *key,
     return CF_OK;
 }
 
+/* Bytes needed for the text of len DER bytes under label. */
+static size_t text_cap(int len, const char *label)
+{
+    return 2 * (strlen(label) + 16) + ((size_t)len + 47) / 48 * 65 + 1;
+}
+
+/* Writes the DER as text into out (text_cap bytes): Go's pem.EncodeToMemory layout of 64
+ * columns without the final newline, as Vault returns keys, when pem; else plain base64.
+ * Returns the text length. */
+static size_t text_write(const unsigned char *der, int len, const char *label, bool pem, char *out)
+{
+    size_t cap = text_cap(len, label);
+    char *p = out;
+    if (pem) {
+        p += snprintf(p, cap, "-----BEGIN %s-----\n", label);
+    }
+    for (size_t off = 0; off < (size_t)len; off += 48) {
+        size_t n = (size_t)len - off < 48 ? (size_t)len - off : 48;
+        p += EVP_EncodeBlock((unsigned char *)p, der + off, (int)n);
+        if (pem) {
+            *p++ = '\n';
+        }
+    }
+    if (pem) {
+        p += snprintf(p, cap - (size_t)(p - out), "-----END %s-----", label);
+    }
+    *p = '\0';
+    return (size_t)(p - out);
+}
+
 int pki_key_to_pem(const EVP_PKEY *key,
                    enum pki_key_format fmt,
                    struct cf_secret **out,
@@ -386,26 +416,14 @@ int pki_key_to_pem(const EVP_PKEY *key,
     if (rv != CF_OK) {
         return rv;
     }
-    /* Go's pem.EncodeToMemory layout, 64 columns, trimmed of its final newline as Vault
-     * returns it. */
-    size_t lines = ((size_t)len + 47) / 48;
-    size_t cap = 2 * (strlen(label) + 16) + lines * 65 + 1;
-    struct cf_secret *s = cf_secret_new(cap);
+    struct cf_secret *s = cf_secret_new(text_cap(len, label));
     if (s == NULL) {
         OPENSSL_clear_free(der, (size_t)len);
         cf_errmsg_printf(errmsg, "out of memory");
         return CF_ENOMEM;
     }
-    char *p = (char *)s->data;
-    p += snprintf(p, cap, "-----BEGIN %s-----\n", label);
-    for (size_t off = 0; off < (size_t)len; off += 48) {
-        size_t n = (size_t)len - off < 48 ? (size_t)len - off : 48;
-        p += EVP_EncodeBlock((unsigned char *)p, der + off, (int)n);
-        *p++ = '\n';
-    }
-    p += snprintf(p, cap - (size_t)(p - (char *)s->data), "-----END %s-----", label);
+    s->len = text_write(der, len, label, true, (char *)s->data) + 1;
     OPENSSL_clear_free(der, (size_t)len);
-    s->len = (size_t)(p - (char *)s->data) + 1;
     *out = s;
     return CF_OK;
 }
@@ -556,29 +574,13 @@ int pki_key_to_text(const EVP_PKEY *key,
     if (rv != CF_OK) {
         return rv;
     }
-    size_t lines = ((size_t)len + 47) / 48;
-    size_t cap = 2 * (strlen(label) + 16) + lines * 65 + 1;
-    char *t = cf_malloc(cap);
+    char *t = cf_malloc(text_cap(len, label));
     if (t == NULL) {
         OPENSSL_clear_free(der, (size_t)len);
         cf_errmsg_printf(errmsg, "out of memory");
         return CF_ENOMEM;
     }
-    char *p = t;
-    if (pem) {
-        p += snprintf(p, cap, "-----BEGIN %s-----\n", label);
-    }
-    for (size_t off = 0; off < (size_t)len; off += 48) {
-        size_t n = (size_t)len - off < 48 ? (size_t)len - off : 48;
-        p += EVP_EncodeBlock((unsigned char *)p, der + off, (int)n);
-        if (pem) {
-            *p++ = '\n';
-        }
-    }
-    if (pem) {
-        p += snprintf(p, cap - (size_t)(p - t), "-----END %s-----", label);
-    }
-    *p = '\0';
+    text_write(der, len, label, pem, t);
     OPENSSL_clear_free(der, (size_t)len);
     *out = t;
     return CF_OK;

@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 
 #include "engines/pki/field.h"
+#include "engines/pki/role.h"
 #include "lib/buf.h"
 #include "lib/crypto.h"
 #include "lib/mem.h"
@@ -182,39 +183,6 @@ int pki_params_sans(const json_t *data, struct pki_x509_template *t, char *errms
     return rv;
 }
 
-/* Hostname shape (pki.md 2.4 step 4 regex) of an ASCII name, "*." prefix allowed. */
-static bool hostname_shaped(const char *s)
-{
-    if (strncmp(s, "*.", 2) == 0) {
-        s += 2;
-    }
-    size_t n = strlen(s);
-    if (n > 0 && s[n - 1] == '.') {
-        n--;
-    }
-    if (n == 0 || n > 253) {
-        return false;
-    }
-    size_t label = 0;
-    for (size_t i = 0; i <= n; i++) {
-        char c = i < n ? s[i] : '.';
-        if (c == '.') {
-            if (label == 0 || label > 63 || s[i - 1] == '-' || s[i - label] == '-') {
-                return false;
-            }
-            label = 0;
-            continue;
-        }
-        bool ok =
-            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-        if (!ok) {
-            return false;
-        }
-        label++;
-    }
-    return true;
-}
-
 int pki_params_cn_to_sans(struct pki_x509_template *t, char *errmsg)
 {
     (void)errmsg;
@@ -223,20 +191,24 @@ int pki_params_cn_to_sans(struct pki_x509_template *t, char *errmsg)
         return CF_OK;
     }
     struct pki_x509_strs *l = NULL;
+    char *ascii = NULL;
     if (strchr(cn, '@') != NULL) {
         l = &t->email;
-    } else if (hostname_shaped(cn)) {
+    } else if (pki_names_hostname_ascii(cn, &ascii)) {
         l = &t->dns;
+        cn = ascii; /* the DNS SAN carries the IDNA form */
     } else {
         return CF_OK;
     }
     for (size_t k = 0; k < l->n; k++) {
         if (strcmp(l->v[k], cn) == 0) {
+            cf_free(ascii);
             return CF_OK;
         }
     }
     /* Vault puts the CN first. */
     int rv = pki_x509_strs_add(l, cn);
+    cf_free(ascii);
     if (rv == CF_OK && l->n > 1) {
         char *last = l->v[l->n - 1];
         memmove(&l->v[1], &l->v[0], (l->n - 1) * sizeof(char *));

@@ -1,6 +1,8 @@
 /* The PKI engine's entry point: instance life cycle and routing to the concern files. */
 #include "engines/pki/pki.h"
 
+#include <string.h>
+
 #include "engines/pki/issuer.h"
 #include "engines/pki/role.h"
 #include "lib/mem.h"
@@ -35,6 +37,62 @@ void pki_done(struct node_request *req, struct node_response *resp)
         resp->mount_type = "pki";
     }
     node_request_done(req, resp);
+}
+
+int pki_write_json(struct node_write *w, const char *key, const json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    if (s == NULL) {
+        return CF_ENOMEM;
+    }
+    int rv = node_write_put(w, key, (const uint8_t *)s, strlen(s));
+    cf_cleanse(s, strlen(s));
+    cf_free(s);
+    return rv;
+}
+
+struct reply_op
+{
+    struct node_request *req;
+    json_t *data;
+    json_t *warnings;
+};
+
+static void reply_committed(void *arg, int status)
+{
+    struct reply_op *op = arg;
+    struct node_response *resp;
+    if (status != CF_OK) {
+        json_decref(op->data);
+        resp = node_response_error(500, "failed to store: %s", cf_strerror(status));
+    } else {
+        resp = node_response_data(op->data);
+        if (resp != NULL && json_array_size(op->warnings) > 0) {
+            resp->warnings = json_incref(op->warnings);
+        }
+    }
+    json_decref(op->warnings);
+    pki_done(op->req, resp);
+    cf_free(op);
+}
+
+void pki_commit_reply(struct node_request *req,
+                      struct node_write *w,
+                      json_t *data,
+                      json_t *warnings)
+{
+    struct reply_op *op = w != NULL ? cf_calloc(1, sizeof(*op)) : NULL;
+    if (op == NULL) {
+        node_write_free(w);
+        json_decref(data);
+        json_decref(warnings);
+        pki_done(req, NULL);
+        return;
+    }
+    op->req = req;
+    op->data = data;
+    op->warnings = warnings;
+    node_write_commit(w, reply_committed, op);
 }
 
 static void pki_handle(void *state, struct node_request *req)

@@ -50,6 +50,16 @@ int pki_config_aia(struct pki_engine *e,
                    struct pki_x509_template *t,
                    char *errmsg);
 
+/* Adds a put of j's compact JSON at key to w (the text is wiped after). */
+int pki_write_json(struct node_write *w, const char *key, const json_t *j);
+
+/* Commits w, then answers req with data (owned; NULL and no warnings = 204) and warnings
+ * (owned array or NULL); 500 when the commit fails. w NULL (OOM while building) answers 500. */
+void pki_commit_reply(struct node_request *req,
+                      struct node_write *w,
+                      json_t *data,
+                      json_t *warnings);
+
 /* fetch.c: a raw (non-JSON) 200 response with body, or 204 when len is 0; NULL on OOM. */
 struct node_response *pki_raw_response(const char *content_type, const void *body, size_t len);
 

@@ -324,7 +324,6 @@ int pki_role_apply(struct pki_role *r, const json_t *data, json_t *warnings, cha
     } else if (rv != CF_ENOTFOUND) {
         return rv;
     }
-    bool bits_given = false;
     if ((rv = pki_field_string(data, "key_type", &s, errmsg)) == CF_OK) {
         if (strcmp(s, "any") == 0) {
             r->key_type_any = true;
@@ -348,11 +347,9 @@ int pki_role_apply(struct pki_role *r, const json_t *data, json_t *warnings, cha
     int64_t n;
     if ((rv = pki_field_int(data, "key_bits", &n, errmsg)) == CF_OK) {
         r->key_bits = (int)n;
-        bits_given = true;
     } else if (rv != CF_ENOTFOUND) {
         return rv;
     }
-    (void)bits_given;
     if ((rv = pki_field_int(data, "signature_bits", &n, errmsg)) == CF_OK) {
         r->signature_bits = (int)n;
     } else if (rv != CF_ENOTFOUND) {
@@ -563,31 +560,6 @@ int pki_role_load(struct pki_engine *e, const char *name, struct pki_role *r, ch
     return rv;
 }
 
-struct role_op
-{
-    struct node_request *req;
-    json_t *data;
-    json_t *warnings;
-};
-
-static void role_saved(void *arg, int status)
-{
-    struct role_op *op = arg;
-    struct node_response *resp = NULL;
-    if (status != CF_OK) {
-        json_decref(op->data);
-        resp = node_response_error(500, "failed to store the role: %s", cf_strerror(status));
-    } else {
-        resp = node_response_data(op->data);
-        if (resp != NULL && json_array_size(op->warnings) > 0) {
-            resp->warnings = json_incref(op->warnings);
-        }
-    }
-    json_decref(op->warnings);
-    pki_done(op->req, resp);
-    cf_free(op);
-}
-
 static void role_write(struct pki_engine *e, struct node_request *req, const char *name)
 {
     char errmsg[CF_ERRMSG_SIZE] = "";
@@ -625,26 +597,14 @@ static void role_write(struct pki_engine *e, struct node_request *req, const cha
     pki_snap_release(s);
     json_t *j = pki_role_to_json(&r);
     pki_role_close(&r);
-    char *txt = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     char key[192];
     snprintf(key, sizeof(key), "role/%s", name);
     struct node_write *w = node_view_write(e->view);
-    struct role_op *op = cf_calloc(1, sizeof(*op));
-    if (txt == NULL || w == NULL || op == NULL ||
-        node_write_put(w, key, (const uint8_t *)txt, strlen(txt)) != CF_OK) {
-        cf_free(txt);
-        json_decref(j);
-        json_decref(warnings);
+    if (w != NULL && (j == NULL || pki_write_json(w, key, j) != CF_OK)) {
         node_write_free(w);
-        cf_free(op);
-        pki_done(req, NULL);
-        return;
+        w = NULL;
     }
-    cf_free(txt);
-    op->req = req;
-    op->data = j;
-    op->warnings = warnings;
-    node_write_commit(w, role_saved, op);
+    pki_commit_reply(req, w, j, warnings);
 }
 
 bool pki_role_handle(struct pki_engine *e, struct node_request *req)
@@ -700,15 +660,11 @@ bool pki_role_handle(struct pki_engine *e, struct node_request *req)
             char key[192];
             snprintf(key, sizeof(key), "role/%s", name);
             struct node_write *w = node_view_write(e->view);
-            struct role_op *op = cf_calloc(1, sizeof(*op));
-            if (w == NULL || op == NULL || node_write_delete(w, key) != CF_OK) {
+            if (w != NULL && node_write_delete(w, key) != CF_OK) {
                 node_write_free(w);
-                cf_free(op);
-                pki_done(req, NULL);
-                return true;
+                w = NULL;
             }
-            op->req = req;
-            node_write_commit(w, role_saved, op);
+            pki_commit_reply(req, w, NULL, NULL);
             return true;
         }
         case NODE_OP_LIST:

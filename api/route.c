@@ -320,7 +320,10 @@ int api_route_decode(const struct api_exchange *ex,
         return fail(status, msg, 405, NULL);
     }
 
-    if (body_data) {
+    const char *body_ct = api_exchange_header(ex, "content-type");
+    bool raw =
+        body_data && body_ct != NULL && strncasecmp(body_ct, "application/ocsp-request", 24) == 0;
+    if (body_data && !raw) {
         json_decref(data);
         data = NULL;
         size_t i = 0;
@@ -375,6 +378,14 @@ int api_route_decode(const struct api_exchange *ex,
         return fail(status, msg, 500, "internal error");
     }
     req->wrap_ttl_s = wrap_ttl;
+    if (raw && ex->body_len > 0) {
+        req->raw_body = cf_memdup(ex->body, ex->body_len);
+        if (req->raw_body == NULL) {
+            node_request_free(req);
+            return fail(status, msg, 500, "internal error");
+        }
+        req->raw_len = ex->body_len;
+    }
     const char *tok = header_token(ex);
     req->token = tok ? cf_strdup(tok) : NULL;
     req->remote_addr = ex->remote_addr ? cf_strdup(ex->remote_addr) : NULL;

@@ -84,6 +84,10 @@ struct node_request
     char *remote_addr;  /* owned, may be NULL */
     bool wants_body;    /* false for HEAD */
     int64_t wrap_ttl_s; /* X-Vault-Wrap-TTL in seconds; 0 = no wrapping */
+    /* The body as sent, for the binary request types Vault passes through untouched
+     * (application/ocsp-request); NULL otherwise (the body is in data). */
+    uint8_t *raw_body; /* owned */
+    size_t raw_len;
     /* Set by the router before the engine sees the request. */
     const char *mount_path; /* borrowed: "secret/" */
     const char *rel_path;   /* borrowed: path inside the mount, "foo/bar" */

@@ -122,6 +122,7 @@ void node_request_free(struct node_request *req)
         cf_free(req->token);
     }
     cf_free(req->remote_addr);
+    cf_free(req->raw_body);
     cf_free(req);
 }
 

@@ -3,7 +3,9 @@
 
 #include <string.h>
 
+#include "engines/pki/crl_build.h"
 #include "engines/pki/issuer.h"
+#include "engines/pki/revoke.h"
 #include "engines/pki/role.h"
 #include "lib/mem.h"
 
@@ -19,6 +21,11 @@ static int pki_create(struct node_view *view,
         return CF_ENOMEM;
     }
     e->view = view;
+    if (pki_crl_start(e) != CF_OK) {
+        cf_free(e);
+        cf_errmsg_printf(errmsg, "out of memory");
+        return CF_ENOMEM;
+    }
     *state = e;
     return CF_OK;
 }
@@ -26,6 +33,7 @@ static int pki_create(struct node_view *view,
 static void pki_destroy(void *state)
 {
     struct pki_engine *e = state;
+    pki_crl_stop(e);
     pki_snap_drop(e);
     pki_issue_drop_cache(e);
     cf_free(e);
@@ -37,6 +45,20 @@ void pki_done(struct node_request *req, struct node_response *resp)
         resp->mount_type = "pki";
     }
     node_request_done(req, resp);
+}
+
+int pki_read_json(struct pki_engine *e, const char *key, json_t **out)
+{
+    uint8_t *val = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int rv = node_view_get(e->view, key, &val, &len);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    *out = json_loadb((const char *)val, len, 0, NULL);
+    cf_free(val);
+    return *out != NULL ? CF_OK : CF_ECORRUPT;
 }
 
 int pki_write_json(struct node_write *w, const char *key, const json_t *j)
@@ -99,7 +121,8 @@ static void pki_handle(void *state, struct node_request *req)
 {
     struct pki_engine *e = state;
     if (pki_issue_handle(e, req) || pki_config_handle(e, req) || pki_role_handle(e, req) ||
-        pki_generate_handle(e, req) || pki_issuers_handle(e, req) || pki_fetch_handle(e, req)) {
+        pki_generate_handle(e, req) || pki_revoke_handle(e, req) || pki_crl_handle(e, req) ||
+        pki_ocsp_handle(e, req) || pki_issuers_handle(e, req) || pki_fetch_handle(e, req)) {
         return;
     }
     pki_done(req, node_response_error(404, "unsupported path"));

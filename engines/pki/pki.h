@@ -21,12 +21,18 @@ struct pki_engine
     struct node_view *view;     /* borrowed: the mount's storage view */
     struct pki_snap *snap;      /* owned reference: the cached issuer/key snapshot (issuer.h) */
     struct pki_role_ref *roles; /* issue.c's role cache */
+    struct pki_crl_sched *crl;  /* crl_build.c's build queue and scheduler */
 };
 
 /* issue.c: issue/sign/sign-verbatim and their issuer/:ref forms; false for other paths. */
 bool pki_issue_handle(struct pki_engine *e, struct node_request *req);
 /* Frees issue.c's role cache (engine destroy). */
 void pki_issue_drop_cache(struct pki_engine *e);
+
+/* crl_api.c: crl..., issuer/:ref/crl..., cert/crl, cert/delta-crl, crl/rotate(-delta). */
+bool pki_crl_handle(struct pki_engine *e, struct node_request *req);
+/* ocsp.c: ocsp (POST) and ocsp/<base64> (GET). */
+bool pki_ocsp_handle(struct pki_engine *e, struct node_request *req);
 
 /* Storage keys inside the mount's view. */
 #define PKI_KEY_CONFIG_CRL "config/crl"
@@ -49,6 +55,10 @@ int pki_config_aia(struct pki_engine *e,
                    const char *issuer_id,
                    struct pki_x509_template *t,
                    char *errmsg);
+
+/* Reads the JSON value stored at key into *out (a new reference). CF_ENOTFOUND when absent,
+ * CF_ECORRUPT when it is not JSON, else node_view_get's errors. */
+int pki_read_json(struct pki_engine *e, const char *key, json_t **out);
 
 /* Adds a put of j's compact JSON at key to w (the text is wiped after). */
 int pki_write_json(struct node_write *w, const char *key, const json_t *j);

@@ -7,6 +7,7 @@
  */
 #include <string.h>
 
+#include "engines/pki/crl_build.h"
 #include "engines/pki/field.h"
 #include "engines/pki/pki.h"
 #include "engines/pki/x509.h"
@@ -90,6 +91,10 @@ static void crl_write(struct pki_engine *e, struct node_request *req)
         pki_done(req, node_response_error(500, "stored CRL configuration is unreadable"));
         return;
     }
+    /* Vault rebuilds the CRLs when these change (pki.md 4.3). */
+    bool was_disabled = json_is_true(json_object_get(cfg, "disable"));
+    bool was_delta = json_is_true(json_object_get(cfg, "enable_delta"));
+    bool was_auto = json_is_true(json_object_get(cfg, "auto_rebuild"));
     static const char *const durations[] = {"expiry", "ocsp_expiry", "auto_rebuild_grace_period",
                                             "delta_rebuild_interval"};
     static const char *const bools[] = {"disable",
@@ -183,7 +188,15 @@ static void crl_write(struct pki_engine *e, struct node_request *req)
         bad(req, err);
         return;
     }
-    save(e, req, PKI_KEY_CONFIG_CRL, cfg, json_deep_copy(cfg));
+    bool rebuild = was_disabled != json_is_true(json_object_get(cfg, "disable")) ||
+                   was_delta != json_is_true(json_object_get(cfg, "enable_delta")) ||
+                   (was_auto && !auto_rebuild);
+    struct node_write *w = node_view_write(e->view);
+    if (w != NULL && pki_write_json(w, PKI_KEY_CONFIG_CRL, cfg) != CF_OK) {
+        node_write_free(w);
+        w = NULL;
+    }
+    pki_crl_commit_reply(e, req, w, json_deep_copy(cfg), rebuild);
     json_decref(cfg);
 }
 

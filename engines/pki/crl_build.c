@@ -5,6 +5,7 @@
  */
 #include "engines/pki/crl_build.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/x509.h>
@@ -568,6 +569,21 @@ static void piece_committed(void *arg, int status)
     job_finish(j);
 }
 
+/* The piece size: PKI_CRL_CHUNK_SIZE, or COFFER_PKI_CRL_CHUNK_BYTES (at least 1024) so tests
+ * can make CRLs of many pieces without a million revocations. */
+static size_t chunk_size(void)
+{
+    const char *v = getenv("COFFER_PKI_CRL_CHUNK_BYTES");
+    long n = v != NULL ? strtol(v, NULL, 10) : 0;
+    return n >= 1024 && n <= (long)PKI_CRL_CHUNK_SIZE ? (size_t)n : PKI_CRL_CHUNK_SIZE;
+}
+
+static size_t pieces(size_t len)
+{
+    size_t c = chunk_size();
+    return (len + c - 1) / c;
+}
+
 /* Submits the pieces of one CRL; each its own batch. */
 static int put_pieces(struct job *j,
                       const char *set,
@@ -575,7 +591,8 @@ static int put_pieces(struct job *j,
                       const uint8_t *der,
                       size_t len)
 {
-    size_t n = (len + PKI_CRL_CHUNK_SIZE - 1) / PKI_CRL_CHUNK_SIZE;
+    size_t csize = chunk_size();
+    size_t n = pieces(len);
     for (size_t i = 0; i < n; i++) {
         struct node_write *w = node_view_write(j->e->view);
         if (w == NULL) {
@@ -589,8 +606,8 @@ static int put_pieces(struct job *j,
             rv = node_write_delete_prefix(w, key);
         }
         snprintf(key, sizeof(key), "crls/%s/%lld/%06zu", set, (long long)number, i);
-        size_t off = i * PKI_CRL_CHUNK_SIZE;
-        size_t sz = len - off < PKI_CRL_CHUNK_SIZE ? len - off : PKI_CRL_CHUNK_SIZE;
+        size_t off = i * csize;
+        size_t sz = len - off < csize ? len - off : csize;
         if (rv == CF_OK) {
             rv = node_write_put(w, key, der + off, sz);
         }
@@ -638,6 +655,14 @@ static void job_built(void *arg, int status)
     piece_committed(j, CF_OK);
 }
 
+static void wal_dropped(void *arg, int status)
+{
+    (void)arg;
+    if (status != CF_OK) {
+        CF_LOG(CF_LOG_WARN, "could not drop delta WAL entries: %s", cf_strerror(status));
+    }
+}
+
 static void flip_committed(void *arg, int status)
 {
     struct job *j = arg;
@@ -655,7 +680,7 @@ static void flip_committed(void *arg, int status)
             for (size_t n = 0; n < 5000 && i < j->n_wal; n++, i++) {
                 node_write_delete(w, j->wal[i]);
             }
-            node_write_commit(w, NULL, NULL);
+            node_write_commit(w, wal_dropped, NULL);
         }
     }
     job_end(j);
@@ -706,9 +731,7 @@ static void job_finish(struct job *j)
         if (st->new_complete > 0) {
             any_complete = true;
             json_object_set_new(o, "complete_number", json_integer(st->new_complete));
-            json_object_set_new(o, "chunks",
-                                json_integer((json_int_t)((st->len + PKI_CRL_CHUNK_SIZE - 1) /
-                                                          PKI_CRL_CHUNK_SIZE)));
+            json_object_set_new(o, "chunks", json_integer((json_int_t)pieces(st->len)));
             json_object_set_new(o, "len", json_integer((json_int_t)st->len));
             json_object_set_new(o, "this_update", json_integer(j->now));
             json_object_set_new(o, "next_update", json_integer(j->now + j->expiry_s));
@@ -717,9 +740,7 @@ static void job_finish(struct job *j)
         if (st->new_delta > 0 || j->complete) {
             any_delta = true;
             json_object_set_new(o, "delta_number", json_integer(st->new_delta));
-            json_object_set_new(o, "delta_chunks",
-                                json_integer((json_int_t)((st->delta_len + PKI_CRL_CHUNK_SIZE - 1) /
-                                                          PKI_CRL_CHUNK_SIZE)));
+            json_object_set_new(o, "delta_chunks", json_integer((json_int_t)pieces(st->delta_len)));
             json_object_set_new(o, "delta_len", json_integer((json_int_t)st->delta_len));
             json_object_set_new(o, "delta_this_update", json_integer(j->now));
         }
@@ -921,6 +942,85 @@ void pki_crl_stop(struct pki_engine *e)
     waiters_fire(s->next_delta, CF_ECANCELED, "the mount was unmounted or sealed", NULL);
     cf_free(s);
     e->crl = NULL;
+}
+
+/* Commit, rebuild, reply -------------------------------------------------------------------- */
+
+struct commit_op
+{
+    struct pki_engine *e;
+    struct node_request *req;
+    json_t *data;     /* owned reply data */
+    json_t *warnings; /* owned, may be NULL */
+    bool rebuild;     /* auto_rebuild off: the CRLs are rebuilt before the answer */
+};
+
+static void op_reply(struct commit_op *op, struct node_response *r)
+{
+    if (r != NULL && json_array_size(op->warnings) > 0) {
+        r->warnings = json_incref(op->warnings);
+    }
+    json_decref(op->warnings);
+    pki_done(op->req, r);
+    cf_free(op);
+}
+
+static void op_rebuilt(void *arg, int status, const char *errmsg, const json_t *warnings)
+{
+    struct commit_op *op = arg;
+    if (status != CF_OK) {
+        json_decref(op->data);
+        op_reply(op, node_response_error(500, "error encountered during CRL building: %s", errmsg));
+        return;
+    }
+    size_t i;
+    json_t *w;
+    json_array_foreach(warnings, i, w)
+    {
+        char t[CF_ERRMSG_SIZE + 64];
+        snprintf(t, sizeof(t), "Warning %zu during CRL rebuild: %s", i + 1, json_string_value(w));
+        if (op->warnings == NULL) {
+            op->warnings = json_array();
+        }
+        json_array_append_new(op->warnings, json_string(t));
+    }
+    op_reply(op, node_response_data(op->data));
+}
+
+static void op_committed(void *arg, int status)
+{
+    struct commit_op *op = arg;
+    if (status != CF_OK) {
+        json_decref(op->data);
+        op_reply(op, node_response_error(500, "failed to store the revocation: %s",
+                                         cf_strerror(status)));
+        return;
+    }
+    if (op->rebuild) {
+        pki_crl_rebuild(op->e, true, op_rebuilt, op);
+        return;
+    }
+    op_reply(op, node_response_data(op->data));
+}
+
+void pki_crl_commit_reply(struct pki_engine *e,
+                          struct node_request *req,
+                          struct node_write *w,
+                          json_t *data,
+                          bool rebuild)
+{
+    struct commit_op *op = w != NULL && data != NULL ? cf_calloc(1, sizeof(*op)) : NULL;
+    if (op == NULL) {
+        node_write_free(w);
+        json_decref(data);
+        pki_done(req, NULL);
+        return;
+    }
+    op->e = e;
+    op->req = req;
+    op->data = data;
+    op->rebuild = rebuild;
+    node_write_commit(w, op_committed, op);
 }
 
 /* Reading -------------------------------------------------------------------------------------- */

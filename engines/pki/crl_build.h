@@ -71,6 +71,16 @@ int pki_crl_load(struct pki_engine *e,
                  size_t *len,
                  int64_t *built_at);
 
+struct node_request;
+/* Commits w (NULL = OOM while building it), then, when rebuild, rebuilds the CRLs (complete),
+ * then answers req with data (owned; warnings "Warning %d during CRL rebuild: ..." added); a
+ * failed commit answers 500, a failed rebuild 500 "error encountered during CRL building". */
+void pki_crl_commit_reply(struct pki_engine *e,
+                          struct node_request *req,
+                          struct node_write *w,
+                          json_t *data,
+                          bool rebuild);
+
 /* Adds the delta-wal/ entry of a revocation to w. */
 int pki_crl_wal_put(struct node_write *w,
                     const char *serial,

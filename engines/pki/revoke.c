@@ -61,85 +61,6 @@ int pki_revocation_load(struct pki_engine *e, const char *serial, struct pki_rev
 
 /* Endpoints ------------------------------------------------------------------------------------ */
 
-struct revoke_op
-{
-    struct pki_engine *e;
-    struct node_request *req;
-    json_t *data;     /* owned reply data */
-    json_t *warnings; /* owned, may be NULL */
-    bool rebuild;     /* auto_rebuild off: the CRLs are rebuilt before the answer */
-};
-
-static void op_reply(struct revoke_op *op, struct node_response *r)
-{
-    if (r != NULL && json_array_size(op->warnings) > 0) {
-        r->warnings = json_incref(op->warnings);
-    }
-    json_decref(op->warnings);
-    pki_done(op->req, r);
-    cf_free(op);
-}
-
-static void op_rebuilt(void *arg, int status, const char *errmsg, const json_t *warnings)
-{
-    struct revoke_op *op = arg;
-    if (status != CF_OK) {
-        json_decref(op->data);
-        op_reply(op, node_response_error(500, "error encountered during CRL building: %s", errmsg));
-        return;
-    }
-    size_t i;
-    json_t *w;
-    json_array_foreach(warnings, i, w)
-    {
-        char t[CF_ERRMSG_SIZE + 64];
-        snprintf(t, sizeof(t), "Warning %zu during CRL rebuild: %s", i + 1, json_string_value(w));
-        if (op->warnings == NULL) {
-            op->warnings = json_array();
-        }
-        json_array_append_new(op->warnings, json_string(t));
-    }
-    op_reply(op, node_response_data(op->data));
-}
-
-static void op_committed(void *arg, int status)
-{
-    struct revoke_op *op = arg;
-    if (status != CF_OK) {
-        json_decref(op->data);
-        op_reply(op, node_response_error(500, "failed to store the revocation: %s",
-                                         cf_strerror(status)));
-        return;
-    }
-    if (op->rebuild) {
-        pki_crl_rebuild(op->e, true, op_rebuilt, op);
-        return;
-    }
-    op_reply(op, node_response_data(op->data));
-}
-
-/* Commits w (NULL = OOM) and answers with data once committed (and the CRLs rebuilt when
- * auto_rebuild is off). */
-static void op_commit(struct pki_engine *e,
-                      struct node_request *req,
-                      struct node_write *w,
-                      json_t *data,
-                      bool rebuild)
-{
-    struct revoke_op *op = w != NULL && data != NULL ? cf_calloc(1, sizeof(*op)) : NULL;
-    if (op == NULL) {
-        node_write_free(w);
-        json_decref(data);
-        pki_done(req, NULL);
-        return;
-    }
-    op->e = e;
-    op->req = req;
-    op->data = data;
-    op->rebuild = rebuild;
-    node_write_commit(w, op_committed, op);
-}
-
 static json_t *revoked_data(int64_t t)
 {
     char ts[CF_RFC3339_SIZE];
@@ -383,27 +304,11 @@ static void revoke_cert(struct pki_engine *e, struct node_request *req, bool wit
     }
     target_close(&t);
     pki_snap_release(s);
-    op_commit(e, req, w, revoked_data(now), !auto_rebuild);
+    pki_crl_commit_reply(e, req, w, revoked_data(now), !auto_rebuild);
 }
 
 /* issuer/:ref/revoke: the issuer is marked revoked, loses issuing-certificates usage and goes
  * on the CRLs of the issuers that signed it. */
-static void issuer_revoke_done(void *arg, int status)
-{
-    struct revoke_op *op = arg;
-    if (status != CF_OK) {
-        op_reply(op,
-                 node_response_error(500, "failed to store the issuer: %s", cf_strerror(status)));
-        return;
-    }
-    if (op->rebuild) {
-        /* op->data holds the reply, built from the entry as stored. */
-        pki_crl_rebuild(op->e, true, op_rebuilt, op);
-        return;
-    }
-    op_reply(op, node_response_data(op->data));
-}
-
 static void issuer_revoke(struct pki_engine *e, struct node_request *req, const char *ref)
 {
     struct pki_snap *s = pki_snap_get(e);
@@ -453,18 +358,11 @@ static void issuer_revoke(struct pki_engine *e, struct node_request *req, const 
     json_t *cfg = pki_config_crl_get(e);
     bool auto_rebuild = json_is_true(json_object_get(cfg, "auto_rebuild"));
     json_decref(cfg);
-    struct revoke_op *op = rv == CF_OK && reply != NULL ? cf_calloc(1, sizeof(*op)) : NULL;
-    if (op == NULL) {
+    if (rv != CF_OK) {
         node_write_free(w);
-        json_decref(reply);
-        pki_done(req, NULL);
-        return;
+        w = NULL;
     }
-    op->e = e;
-    op->req = req;
-    op->data = reply;
-    op->rebuild = !auto_rebuild;
-    node_write_commit(w, issuer_revoke_done, op);
+    pki_crl_commit_reply(e, req, w, reply, !auto_rebuild);
 }
 
 bool pki_revoke_handle(struct pki_engine *e, struct node_request *req)

@@ -21,7 +21,9 @@ static int pki_create(struct node_view *view,
         return CF_ENOMEM;
     }
     e->view = view;
-    if (pki_crl_start(e) != CF_OK) {
+    if (pki_crl_start(e) != CF_OK || pki_tidy_start(e) != CF_OK) {
+        pki_crl_stop(e);
+        pki_tidy_stop(e);
         cf_free(e);
         cf_errmsg_printf(errmsg, "out of memory");
         return CF_ENOMEM;
@@ -34,6 +36,7 @@ static void pki_destroy(void *state)
 {
     struct pki_engine *e = state;
     pki_crl_stop(e);
+    pki_tidy_stop(e);
     pki_snap_drop(e);
     pki_issue_drop_cache(e);
     cf_free(e);
@@ -122,7 +125,8 @@ static void pki_handle(void *state, struct node_request *req)
     struct pki_engine *e = state;
     if (pki_issue_handle(e, req) || pki_config_handle(e, req) || pki_role_handle(e, req) ||
         pki_generate_handle(e, req) || pki_revoke_handle(e, req) || pki_crl_handle(e, req) ||
-        pki_ocsp_handle(e, req) || pki_issuers_handle(e, req) || pki_fetch_handle(e, req)) {
+        pki_ocsp_handle(e, req) || pki_tidy_handle(e, req) || pki_issuers_handle(e, req) ||
+        pki_fetch_handle(e, req)) {
         return;
     }
     pki_done(req, node_response_error(404, "unsupported path"));

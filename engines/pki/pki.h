@@ -22,6 +22,7 @@ struct pki_engine
     struct pki_snap *snap;      /* owned reference: the cached issuer/key snapshot (issuer.h) */
     struct pki_role_ref *roles; /* issue.c's role cache */
     struct pki_crl_sched *crl;  /* crl_build.c's build queue and scheduler */
+    struct pki_tidy *tidy;      /* tidy.c's run state and auto-tidy timer */
 };
 
 /* issue.c: issue/sign/sign-verbatim and their issuer/:ref forms; false for other paths. */
@@ -33,6 +34,11 @@ void pki_issue_drop_cache(struct pki_engine *e);
 bool pki_crl_handle(struct pki_engine *e, struct node_request *req);
 /* ocsp.c: ocsp (POST) and ocsp/<base64> (GET). */
 bool pki_ocsp_handle(struct pki_engine *e, struct node_request *req);
+
+/* tidy.c: tidy, tidy-status, tidy-cancel, config/auto-tidy; the auto-tidy timer. */
+bool pki_tidy_handle(struct pki_engine *e, struct node_request *req);
+int pki_tidy_start(struct pki_engine *e);
+void pki_tidy_stop(struct pki_engine *e);
 
 /* Storage keys inside the mount's view. */
 #define PKI_KEY_CONFIG_CRL "config/crl"

@@ -435,3 +435,66 @@ def test_many_revocations_many_pieces_and_restart(node):
         serialization.Encoding.DER)
     # The OCSP responder still answers from storage after the restart.
     assert revoke(node, "pki-many", serial_number="aa:bb").status_code == 400
+
+
+def tidy_status(node, path):
+    return node.req("GET", f"{path}/tidy-status").json()["data"]
+
+
+def test_tidy_removes_expired_certs_and_revocations(node):
+    mount(node, "pki-tidy")
+    st = tidy_status(node, "pki-tidy")
+    assert st["state"] == "Inactive" and st["tidy_cert_store"] is None
+    short = issue(node, "pki-tidy", "t1.example.com", ttl="1s")
+    rev = issue(node, "pki-tidy", "t2.example.com", ttl="3s")
+    keep = issue(node, "pki-tidy", "t3.example.com")
+    assert revoke(node, "pki-tidy", serial_number=rev["serial_number"]).status_code == 200
+    assert hexs(rev["serial_number"]) in serials(get_crl(node, "pki-tidy"))
+    time.sleep(5.5)
+    # Bad input is refused and starts nothing.
+    for body, msg in (({"tidy_cert_store": True, "safety_buffer": 0},
+                       "safety_buffer must be greater than zero"),
+                      ({"tidy_cert_store": True, "pause_duration": "-1s"}, "pause")):
+        r = node.req("POST", "pki-tidy/tidy", json=body)
+        assert r.status_code == 400 and msg in r.json()["errors"][0], r.text
+    assert tidy_status(node, "pki-tidy")["state"] == "Inactive"
+    r = node.req("POST", "pki-tidy/tidy", json={})
+    assert r.status_code == 202 and "no tidy operations were set" in r.json()["warnings"][0]
+    c = node.req("POST", "pki-tidy/tidy-cancel").json()
+    assert "cannot be cancelled" in c["warnings"][0]
+
+    r = node.req("POST", "pki-tidy/tidy", json={"tidy_cert_store": True,
+                                                 "tidy_revoked_certs": True,
+                                                 "safety_buffer": "1s"})
+    assert r.status_code == 202 and "successfully started" in r.json()["warnings"][0]
+    st = wait_for(lambda: (lambda s: s if s["state"] == "Finished" else None)(
+        tidy_status(node, "pki-tidy")), 15)
+    assert st and st["cert_store_deleted_count"] >= 2 and st["revoked_cert_deleted_count"] == 1
+    assert st["safety_buffer"] == 1 and st["tidy_cert_store"] is True
+    assert st["time_started"] and st["time_finished"]
+    keys = node.req("LIST", "pki-tidy/certs").json()["data"]["keys"]
+    assert keep["serial_number"] in keys
+    assert short["serial_number"] not in keys and rev["serial_number"] not in keys
+    assert node.req("LIST", "pki-tidy/certs/revoked").status_code == 404
+    # auto_rebuild is off: the CRL was rebuilt without the tidied revocation.
+    assert wait_for(lambda: hexs(rev["serial_number"]) not in serials(get_crl(node, "pki-tidy")),
+                    10)
+
+
+def test_auto_tidy(node):
+    mount(node, "pki-at")
+    d = node.req("GET", "pki-at/config/auto-tidy").json()["data"]
+    assert d["enabled"] is False and d["interval_duration"] == 43200
+    assert d["safety_buffer"] == 259200 and d["pause_duration"] == "0s"
+    bad = node.req("POST", "pki-at/config/auto-tidy",
+                   json={"publish_stored_certificate_count_metrics": True})
+    assert bad.status_code == 400
+    issue(node, "pki-at", "a1.example.com", ttl="1s")
+    time.sleep(2)
+    r = node.req("POST", "pki-at/config/auto-tidy", json={
+        "enabled": True, "interval_duration": "1h", "tidy_cert_store": True,
+        "safety_buffer": "1s"})
+    assert r.status_code == 200 and r.json()["data"]["enabled"] is True
+    st = wait_for(lambda: (lambda s: s if s["state"] == "Finished" else None)(
+        tidy_status(node, "pki-at")), 20)
+    assert st and st["cert_store_deleted_count"] == 1

@@ -21,14 +21,11 @@
 static json_t *load(struct pki_engine *e, const char *key, const char *defaults)
 {
     json_t *out = json_loads(defaults, 0, NULL);
-    uint8_t *val = NULL;
-    size_t len = 0;
-    int rv = node_view_get(e->view, key, &val, &len);
+    json_t *stored = NULL;
+    int rv = pki_read_json(e, key, &stored);
     if (rv == CF_ENOTFOUND) {
         return out;
     }
-    json_t *stored = rv == CF_OK ? json_loadb((const char *)val, len, 0, NULL) : NULL;
-    cf_free(val);
     if (!json_is_object(stored) || out == NULL) {
         json_decref(stored);
         json_decref(out);
@@ -73,7 +70,7 @@ json_t *pki_config_crl_get(struct pki_engine *e)
     return load(e, PKI_KEY_CONFIG_CRL, crl_defaults);
 }
 
-static int64_t secs_of(const json_t *cfg, const char *name)
+int64_t pki_config_secs(const json_t *cfg, const char *name)
 {
     int64_t s = 0;
     const char *t = json_string_value(json_object_get(cfg, name));
@@ -142,9 +139,9 @@ static void crl_write(struct pki_engine *e, struct node_request *req)
 
     /* Checks of the whole, with Vault's texts. */
     bool auto_rebuild = json_is_true(json_object_get(cfg, "auto_rebuild"));
-    int64_t expiry = secs_of(cfg, "expiry");
-    int64_t grace = secs_of(cfg, "auto_rebuild_grace_period");
-    int64_t delta = secs_of(cfg, "delta_rebuild_interval");
+    int64_t expiry = pki_config_secs(cfg, "expiry");
+    int64_t grace = pki_config_secs(cfg, "auto_rebuild_grace_period");
+    int64_t delta = pki_config_secs(cfg, "delta_rebuild_interval");
     const char *err = NULL;
     char buf[CF_ERRMSG_SIZE];
     if (auto_rebuild && grace >= expiry) {

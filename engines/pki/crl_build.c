@@ -104,43 +104,13 @@ static void job_finish(struct job *j);
 
 bool pki_crl_set_id(const struct pki_issuer *is, char out[PKI_CRL_SET_ID_SIZE])
 {
-    out[0] = '\0';
-    if (is->key_id[0] == '\0') {
-        return false;
-    }
-    unsigned char *der = NULL;
-    int n = i2d_X509_NAME(X509_get_subject_name(is->cert), &der);
-    if (n <= 0) {
-        return false;
-    }
-    struct cf_buf b;
-    cf_buf_init(&b);
-    uint8_t md[32];
-    bool ok = cf_buf_append_str(&b, is->key_id) == CF_OK && cf_buf_append(&b, "/", 1) == CF_OK &&
-              cf_buf_append(&b, der, (size_t)n) == CF_OK && cf_sha256(b.data, b.len, md) == CF_OK;
-    OPENSSL_free(der);
-    cf_buf_close(&b);
-    if (!ok) {
-        return false;
-    }
-    cf_hex_encode(md, 16, out);
-    out[32] = '\0';
-    return true;
+    memcpy(out, is->crl_set, PKI_CRL_SET_ID_SIZE);
+    return out[0] != '\0';
 }
 
 static int64_t jint(const json_t *o, const char *k)
 {
     return json_integer_value(json_object_get(o, k));
-}
-
-static int64_t cfg_secs(const json_t *cfg, const char *name, int64_t dflt)
-{
-    int64_t s = 0;
-    const char *t = json_string_value(json_object_get(cfg, name));
-    if (t == NULL || cf_duration_parse_s(t, &s) != CF_OK) {
-        return dflt;
-    }
-    return s;
 }
 
 /* crls/config as stored, or an empty state; NULL when unreadable. */
@@ -393,7 +363,7 @@ static int job_prepare(struct job *j)
     }
     j->disabled = json_is_true(json_object_get(cfg, "disable"));
     j->delta_enabled = json_is_true(json_object_get(cfg, "enable_delta"));
-    j->expiry_s = cfg_secs(cfg, "expiry", 72 * 3600);
+    j->expiry_s = pki_config_secs(cfg, "expiry");
     j->max_entries = jint(cfg, "max_crl_entries");
     json_decref(cfg);
     j->snap = pki_snap_get(j->e);
@@ -861,8 +831,8 @@ static void sched_tick(void *arg)
         json_decref(cfg);
         return;
     }
-    int64_t grace = cfg_secs(cfg, "auto_rebuild_grace_period", 12 * 3600);
-    int64_t interval = cfg_secs(cfg, "delta_rebuild_interval", 15 * 60);
+    int64_t grace = pki_config_secs(cfg, "auto_rebuild_grace_period");
+    int64_t interval = pki_config_secs(cfg, "delta_rebuild_interval");
     bool delta = json_is_true(json_object_get(cfg, "enable_delta"));
     json_decref(cfg);
     json_t *st = state_load(e);

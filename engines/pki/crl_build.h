@@ -33,12 +33,14 @@
 
 #include <jansson.h>
 
+#include "engines/pki/issuer.h"
+
 struct pki_engine;
 struct pki_issuer;
 struct node_write;
 
 #define PKI_CRL_SLICE 1000
-#define PKI_CRL_SET_ID_SIZE 33
+#define PKI_CRL_SET_ID_SIZE PKI_SET_ID_SIZE
 
 /* status CF_OK once the requested CRLs are committed; else the error and its text. warnings
  * (borrowed, may be NULL) are Vault's texts for sets that were skipped. */
@@ -46,7 +48,8 @@ typedef void (*pki_crl_done_cb)(void *arg, int status, const char *errmsg, const
 
 /* Asks for a rebuild: complete (every set's complete CRL, then an empty delta when delta CRLs
  * are enabled) or delta only (a delta CRL per set from delta-wal/). cb (may be NULL) fires once,
- * never inside this call, when a build that started after this call has finished. */
+ * never inside this call (except with CF_ENOMEM when it cannot even be queued), when a build that
+ * started after this call has finished. */
 void pki_crl_rebuild(struct pki_engine *e, bool complete, pki_crl_done_cb cb, void *arg);
 
 /* Starts the auto-rebuild scheduler of the mount (a check every PKI_CRL_TICK_MS: with
@@ -58,7 +61,7 @@ int pki_crl_start(struct pki_engine *e);
 /* Stops the scheduler; a build under way is abandoned and its waiters get CF_ECANCELED. */
 void pki_crl_stop(struct pki_engine *e);
 
-/* The CRL set of an issuer (""-terminated id into out); false for an issuer without a key. */
+/* The CRL set of an issuer (computed once in the snapshot) into out; false without a key. */
 bool pki_crl_set_id(const struct pki_issuer *is, char out[PKI_CRL_SET_ID_SIZE]);
 
 /* Reads the current complete or delta CRL of an issuer's set: *der cf_malloc'd, *len 0 when

@@ -9,12 +9,18 @@
 
 #include <openssl/x509.h>
 
+#include <openssl/x509v3.h>
+
 #define CF_LOG_MODULE "pki"
 #include "engines/pki/issuer.h"
+#include "lib/buf.h"
+#include "lib/crypto.h"
 #include "engines/pki/pki.h"
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/rfc3339.h"
+
+static bool crl_set_of(const struct pki_issuer *is, char out[PKI_SET_ID_SIZE]);
 
 /* Sources ------------------------------------------------------------------------------------ */
 
@@ -198,6 +204,7 @@ static int parse_issuer(struct pki_engine *e, const char *skey, struct pki_issue
     snprintf(out->key_id, sizeof(out->key_id), "%s", jstr(j, "key_id"));
     out->name = cf_strdup(jstr(j, "name"));
     out->cert = x;
+    crl_set_of(out, out->crl_set);
     out->leaf_behavior = leaf_behavior(jstr(j, "leaf_not_after_behavior"));
     if (pki_usage_parse(json_object_get(j, "usage"), &out->usage, errmsg) != CF_OK) {
         out->usage = PKI_USAGE_ALL;
@@ -206,6 +213,34 @@ static int parse_issuer(struct pki_engine *e, const char *skey, struct pki_issue
     out->revocation_time = json_integer_value(json_object_get(j, "revocation_time"));
     out->entry = j;
     return out->name == NULL ? CF_ENOMEM : CF_OK;
+}
+
+/* The issuer's CRL set (issuers sharing key and subject share a CRL, pki.md 4.4): the first 32
+ * hex digits of SHA-256("key_id/" + subject DER); "" without a key. */
+static bool crl_set_of(const struct pki_issuer *is, char out[PKI_SET_ID_SIZE])
+{
+    out[0] = '\0';
+    if (is->key_id[0] == '\0') {
+        return false;
+    }
+    unsigned char *der = NULL;
+    int n = i2d_X509_NAME(X509_get_subject_name(is->cert), &der);
+    if (n <= 0) {
+        return false;
+    }
+    struct cf_buf b;
+    cf_buf_init(&b);
+    uint8_t md[32];
+    bool ok = cf_buf_append_str(&b, is->key_id) == CF_OK && cf_buf_append(&b, "/", 1) == CF_OK &&
+              cf_buf_append(&b, der, (size_t)n) == CF_OK && cf_sha256(b.data, b.len, md) == CF_OK;
+    OPENSSL_free(der);
+    cf_buf_close(&b);
+    if (!ok) {
+        return false;
+    }
+    cf_hex_encode(md, 16, out);
+    out[32] = '\0';
+    return true;
 }
 
 static void issuer_close(struct pki_issuer *is)
@@ -457,6 +492,18 @@ const struct pki_issuer *pki_snap_issuer_by_serial(const struct pki_snap *s, con
     for (size_t i = 0; s != NULL && i < s->n_issuers; i++) {
         if (strcmp(s->issuers[i].serial, serial) == 0) {
             return &s->issuers[i];
+        }
+    }
+    return NULL;
+}
+
+const struct pki_issuer *pki_snap_issuer_of(const struct pki_snap *s, X509 *x)
+{
+    for (size_t i = 0; i < s->n_issuers; i++) {
+        const struct pki_issuer *is = &s->issuers[i];
+        if (X509_check_issued(is->cert, x) == X509_V_OK &&
+            X509_verify(x, X509_get0_pubkey(is->cert)) == 1) {
+            return is;
         }
     }
     return NULL;

@@ -29,6 +29,7 @@ struct node_request;
 struct node_write;
 
 #define PKI_ID_SIZE 37
+#define PKI_SET_ID_SIZE 33
 
 /* Issuer usage bits (pki.md 1.4 usage). read-only is implicit. */
 #define PKI_USAGE_ISSUING (1u << 0)
@@ -57,6 +58,7 @@ struct pki_issuer
     char id[PKI_ID_SIZE];
     char *name;                    /* owned, "" when unnamed */
     char key_id[PKI_ID_SIZE];      /* "" when the mount has no key for it */
+    char crl_set[PKI_SET_ID_SIZE]; /* its CRL set (crl_build.h), "" without a key */
     const struct pki_key_ent *key; /* borrowed from the snapshot, NULL without a key */
     X509 *cert;                    /* owned reference */
     char *pem;                     /* owned, no final newline */
@@ -103,6 +105,8 @@ const struct pki_issuer *pki_snap_issuer(const struct pki_snap *s, const char *r
 const struct pki_key_ent *pki_snap_key(const struct pki_snap *s, const char *ref);
 /* The issuer whose certificate has this serial (colon hex), or NULL. */
 const struct pki_issuer *pki_snap_issuer_by_serial(const struct pki_snap *s, const char *serial);
+/* The issuer of the mount whose certificate names and whose key signed x, or NULL. */
+const struct pki_issuer *pki_snap_issuer_of(const struct pki_snap *s, X509 *x);
 /* The key with this public-key fingerprint, or NULL. */
 const struct pki_key_ent *pki_snap_key_by_fingerprint(const struct pki_snap *s, const char *fp);
 

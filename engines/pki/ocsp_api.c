@@ -107,11 +107,7 @@ static void answer(struct pki_engine *e, struct node_request *req, struct ocsp_j
         job_free(j);
         return;
     }
-    int64_t expiry = 12 * 3600;
-    const char *ex = json_string_value(json_object_get(cfg, "ocsp_expiry"));
-    if (ex != NULL && cf_duration_parse_s(ex, &expiry) != CF_OK) {
-        expiry = 12 * 3600;
-    }
+    int64_t expiry = pki_config_secs(cfg, "ocsp_expiry");
     json_decref(cfg);
     j->snap = pki_snap_get(e);
     if (j->snap == NULL) {

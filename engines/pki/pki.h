@@ -52,6 +52,9 @@ bool pki_config_handle(struct pki_engine *e, struct node_request *req);
  * unreadable storage. */
 json_t *pki_config_crl_get(struct pki_engine *e);
 
+/* A duration field of config/crl ("72h") in seconds; 0 when absent or unreadable. */
+int64_t pki_config_secs(const json_t *cfg, const char *name);
+
 struct pki_x509_template;
 /* Fills the AIA fields of t (issuing_certificates, crl_distribution_points, ocsp_servers) for
  * a certificate issued by issuer_id: the issuer entry's own URLs when it has any (pki.md 1.4),

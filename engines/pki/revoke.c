@@ -81,19 +81,6 @@ static void bad(struct node_request *req, const char *fmt, ...)
     pki_done(req, node_response_error(400, "%s", m));
 }
 
-/* The issuer of this mount whose key signed x, or NULL. */
-static const struct pki_issuer *signing_issuer(const struct pki_snap *s, X509 *x)
-{
-    for (size_t i = 0; i < s->n_issuers; i++) {
-        const struct pki_issuer *is = &s->issuers[i];
-        if (X509_check_issued(is->cert, x) == X509_V_OK &&
-            X509_verify(x, X509_get0_pubkey(is->cert)) == 1) {
-            return is;
-        }
-    }
-    return NULL;
-}
-
 /* What revoke and revoke-with-key were given, checked. */
 struct target
 {
@@ -141,7 +128,7 @@ static bool target_read(struct pki_engine *e,
             bad(req, "error parsing certificate: %s", errmsg);
             return false;
         }
-        t->issuer = signing_issuer(s, t->cert);
+        t->issuer = pki_snap_issuer_of(s, t->cert);
         if (t->issuer == NULL) {
             bad(req, "%s",
                 "unable to verify signature on presented cert from any present issuer in this "
@@ -195,7 +182,7 @@ static bool target_read(struct pki_engine *e,
         bad(req, "certificate with serial %s not found.", t->serial);
         return false;
     }
-    t->issuer = signing_issuer(s, t->cert);
+    t->issuer = pki_snap_issuer_of(s, t->cert);
     return true;
 }
 

@@ -300,13 +300,7 @@ static int tidy_revoked(struct pki_tidy *t,
     } else if (x != NULL && flag(t->params, "tidy_revoked_cert_issuer_associations")) {
         const char *iid = json_string_value(json_object_get(v, "issuer_id"));
         if (iid == NULL || iid[0] == '\0' || pki_snap_issuer(s, iid) == NULL) {
-            const struct pki_issuer *found = NULL;
-            for (size_t i = 0; i < s->n_issuers && found == NULL; i++) {
-                if (X509_check_issued(s->issuers[i].cert, x) == X509_V_OK &&
-                    X509_verify(x, X509_get0_pubkey(s->issuers[i].cert)) == 1) {
-                    found = &s->issuers[i];
-                }
-            }
+            const struct pki_issuer *found = pki_snap_issuer_of(s, x);
             if (found != NULL) {
                 json_object_set_new(v, "issuer_id", json_string(found->id));
                 rv = pki_write_json(w, key, v);

@@ -109,7 +109,13 @@ struct rft_store
 
     uv_check_t check;
     uv_timer_t poll;
+    uv_idle_t reap; /* after raft_close: waits for libraft's last handle closes */
     struct raft_barrier barrier;
+    /* libraft 0.15's io close callback can fire twice (see io_close_once): the real close of
+     * the uv backend and the callback raft gave it. */
+    void (*uv_close_fn)(struct raft_io *io, raft_io_close_cb cb);
+    raft_io_close_cb raft_io_closed;
+    bool io_close_fired;
     int handles_open;
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -608,6 +614,7 @@ static raft_id id_of(const char *node_id)
 
 static void flush_queue(struct rft_store *s);
 static void close_now(struct rft_store *s);
+static void io_close_once(struct raft_io *io, raft_io_close_cb cb);
 
 /* libraft 0.15 must not be closed while (a) an io_async_work it handed us is running: it does
  * not wait for it, and the completion goes back into the closed raft; or (b) more than one
@@ -721,6 +728,8 @@ int rft_store_new(uv_loop_t *loop,
      * silently drops committed writes: refuse to start instead (torn tails of open segments,
      * which a crash leaves, are still truncated by libraft as before). */
     raft_uv_set_auto_recovery(&s->io, false);
+    s->uv_close_fn = s->io.close;
+    s->io.close = io_close_once;
     s->io.version = 2;
     s->io.async_work = io_async_work;
     s->fsm.version = 3;
@@ -745,7 +754,8 @@ int rft_store_new(uv_loop_t *loop,
     raft_set_snapshot_trailing(&s->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing : 10240);
     uv_check_init(loop, &s->check);
     uv_timer_init(loop, &s->poll);
-    s->handles_open = 2;
+    uv_idle_init(loop, &s->reap);
+    s->handles_open = 3;
     *out = s;
     return CF_OK;
 err:
@@ -1096,13 +1106,60 @@ static void handle_closed_cb(uv_handle_t *h)
     maybe_free(s);
 }
 
-static void raft_closed_cb(struct raft *r)
+/* Counts the loop's handles whose close callback has not run yet. */
+static void count_closing(uv_handle_t *h, void *arg)
 {
-    struct rft_store *s = r->data;
+    if (uv_is_closing(h)) {
+        (*(int *)arg)++;
+    }
+}
+
+/* raft is closed; libraft's uv backend may still have handles of an open segment's writer
+ * closing (their callbacks touch the backend's memory). Frees the backend once the loop has
+ * no closing handle left: they are all closed within the loop turns that follow. */
+static void reap_cb(uv_idle_t *h)
+{
+    struct rft_store *s = CF_CONTAINER_OF(h, struct rft_store, reap);
+    int closing = 0;
+    uv_walk(s->loop, count_closing, &closing);
+    if (closing > 0) {
+        return;
+    }
+    uv_idle_stop(&s->reap);
     raft_uv_close(&s->io);
     rft_transport_local_close(&s->transport);
     s->raft_inited = false;
-    maybe_free(s);
+    s->reap.data = s;
+    uv_close((uv_handle_t *)&s->reap, handle_closed_cb);
+}
+
+static void raft_closed_cb(struct raft *r)
+{
+    struct rft_store *s = r->data;
+    uv_idle_start(&s->reap, reap_cb);
+}
+
+/* libraft 0.15 removes a finalized open segment from its queue before that segment's writer
+ * has closed its handles; when the backend's other close callbacks run first, the backend
+ * reports itself closed, and the writer's late close callback reports it again, calling
+ * raft's close callback a second time (a double free, then a use after free once the store
+ * is gone). Passes the first report on and drops any later one. */
+static void io_closed_once(struct raft_io *io)
+{
+    struct rft_store *s = CF_CONTAINER_OF(io, struct rft_store, io);
+    if (s->io_close_fired) {
+        CF_LOG(CF_LOG_DEBUG, "libraft reported its backend closed twice: second report dropped");
+        return;
+    }
+    s->io_close_fired = true;
+    s->raft_io_closed(io);
+}
+
+static void io_close_once(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct rft_store *s = CF_CONTAINER_OF(io, struct rft_store, io);
+    s->raft_io_closed = cb;
+    s->uv_close_fn(io, io_closed_once);
 }
 
 static void close_now(struct rft_store *s)

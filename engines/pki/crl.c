@@ -13,30 +13,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "engines/pki/der.h"
 #include "engines/pki/key.h"
 #include "lib/err.h"
 #include "lib/mem.h"
 
 /* DER --------------------------------------------------------------------------------------- */
-
-/* Writes a tag and a definite length into out (at most 6 bytes); returns the bytes written. */
-static size_t der_header(uint8_t tag, size_t len, uint8_t *out)
-{
-    out[0] = tag;
-    if (len < 0x80) {
-        out[1] = (uint8_t)len;
-        return 2;
-    }
-    size_t n = 0;
-    for (size_t l = len; l > 0; l >>= 8) {
-        n++;
-    }
-    out[1] = (uint8_t)(0x80 | n);
-    for (size_t i = 0; i < n; i++) {
-        out[2 + i] = (uint8_t)(len >> (8 * (n - 1 - i)));
-    }
-    return 2 + n;
-}
 
 /* Reads the header of the element at p (in [p, end)): *hdr = header size, *body = body size.
  * Only the definite, short forms DER allows; false when malformed. */
@@ -112,8 +94,8 @@ int pki_crl_entry_add(struct cf_buf *entries,
     memcpy(body + n, serial, serial_len);
     n += serial_len;
     n += der_time(revoked_at, body + n);
-    uint8_t hdr[6];
-    size_t h = der_header(0x30, n, hdr);
+    uint8_t hdr[10];
+    size_t h = pki_der_header(0x30, n, hdr);
     int rv = cf_buf_append(entries, hdr, h);
     if (rv == CF_OK) {
         rv = cf_buf_append(entries, body, n);
@@ -261,11 +243,11 @@ static int splice(const uint8_t *tbs,
         }
         cut += eh + eb;
     }
-    uint8_t lhdr[6];
-    size_t lh = entries_len > 0 ? der_header(0x30, entries_len, lhdr) : 0;
+    uint8_t lhdr[10];
+    size_t lh = entries_len > 0 ? pki_der_header(0x30, entries_len, lhdr) : 0;
     size_t inner = body + lh + entries_len;
-    uint8_t thdr[6];
-    size_t th = der_header(0x30, inner, thdr);
+    uint8_t thdr[10];
+    size_t th = pki_der_header(0x30, inner, thdr);
     int rv = cf_buf_reserve(out, th + inner);
     if (rv == CF_OK) {
         cf_buf_append(out, thdr, th);
@@ -317,11 +299,11 @@ int pki_crl_build(const struct pki_crl_params *p,
     }
     if (rv == CF_OK) {
         sig[0] = 0; /* BIT STRING: no unused bits */
-        uint8_t shdr[6];
-        size_t sh = der_header(0x03, sig_len + 1, shdr);
+        uint8_t shdr[10];
+        size_t sh = pki_der_header(0x03, sig_len + 1, shdr);
         size_t inner = tbs.len + (size_t)alg_len + sh + sig_len + 1;
-        uint8_t ohdr[6];
-        size_t oh = der_header(0x30, inner, ohdr);
+        uint8_t ohdr[10];
+        size_t oh = pki_der_header(0x30, inner, ohdr);
         rv = cf_buf_reserve(&out, oh + inner);
         if (rv == CF_OK) {
             cf_buf_append(&out, ohdr, oh);

@@ -437,6 +437,7 @@ static void issue_work(void *arg)
     const struct pki_role *r = j->r;
     struct pki_x509_template t;
     pki_x509_template_init(&t);
+    t.leaf_fast = true; /* the issuer's key and certificate were matched when it was stored */
     X509_REQ *csr = NULL;
     EVP_PKEY *newkey = NULL;
     X509 *cert = NULL;

@@ -334,11 +334,21 @@ static int key_der(const EVP_PKEY *key,
     }
     ERR_clear_error();
     *der = NULL;
-    if (fmt == PKI_KEY_FORMAT_DER && type != PKI_KEY_ED25519) {
-        *label = type == PKI_KEY_RSA ? "RSA PRIVATE KEY" : "EC PRIVATE KEY";
+    bool pkcs8 = fmt != PKI_KEY_FORMAT_DER || type == PKI_KEY_ED25519;
+    *label = pkcs8 ? "PRIVATE KEY" : type == PKI_KEY_RSA ? "RSA PRIVATE KEY" : "EC PRIVATE KEY";
+    size_t n = 0;
+    rv = pki_key_private_der(key, pkcs8, der, &n);
+    if (rv == CF_OK && n <= INT32_MAX) {
+        *len = (int)n;
+        return CF_OK;
+    }
+    if (rv == CF_ENOMEM) {
+        cf_errmsg_printf(errmsg, "out of memory");
+        return rv;
+    }
+    if (!pkcs8) {
         *len = i2d_PrivateKey(key, der);
     } else {
-        *label = "PRIVATE KEY";
         PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(key);
         if (p8 == NULL) {
             return cf_err_from_ossl(errmsg, "encode private key");

@@ -138,4 +138,16 @@ int pki_key_signature_algorithm_name(const EVP_PKEY *signer,
                                      const char **out,
                                      char *errmsg);
 
+/* Direct encodings (key_der.c): the same bytes OpenSSL writes, without its provider encoders.
+ * Both return CF_EUNSUPPORTED for keys they do not cover (multi-prime RSA, RSA-PSS, explicit
+ * or other curves); the caller then uses OpenSSL's own functions. */
+
+/* Sets pub's algorithm and public key bits from key (RSA, EC on a named curve, Ed25519), as
+ * X509_PUBKEY_set would but without its encode-then-decode round trip. */
+int pki_key_spki_set(X509_PUBKEY *pub, const EVP_PKEY *key);
+
+/* The private key's DER: SEC1 (EC) or PKCS#1 (RSA) unless pkcs8, else PKCS#8; Ed25519 is always
+ * PKCS#8. *der is OPENSSL_malloc'd; the caller frees it with OPENSSL_clear_free(*der, *len). */
+int pki_key_private_der(const EVP_PKEY *key, bool pkcs8, unsigned char **der, size_t *len);
+
 #endif

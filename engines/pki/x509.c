@@ -984,7 +984,7 @@ int pki_x509_cert_build(const struct pki_x509_template *t,
         cf_errmsg_printf(errmsg, "self-signed certificate: signer is not the subject key");
         return CF_EINVAL;
     }
-    if (issuer != NULL && X509_check_private_key(issuer, signer) != 1) {
+    if (issuer != NULL && !t->leaf_fast && X509_check_private_key(issuer, signer) != 1) {
         ERR_clear_error();
         cf_errmsg_printf(errmsg, "issuer key does not match issuer certificate");
         return CF_EINVAL;
@@ -1017,8 +1017,12 @@ int pki_x509_cert_build(const struct pki_x509_template *t,
         rv = cf_err_from_ossl(errmsg, "certificate fields");
         goto out;
     }
-    if (X509_set_pubkey(x, subject_key) != 1) {
-        rv = cf_err_from_ossl(errmsg, "set public key");
+    rv = t->leaf_fast ? pki_key_spki_set(X509_get_X509_PUBKEY(x), subject_key) : CF_EUNSUPPORTED;
+    if (rv == CF_EUNSUPPORTED) {
+        rv = X509_set_pubkey(x, subject_key) == 1 ? CF_OK : CF_ECRYPTO;
+    }
+    if (rv != CF_OK) {
+        rv = rv == CF_ENOMEM ? oom(errmsg) : cf_err_from_ossl(errmsg, "set public key");
         goto out;
     }
     rv = build_exts(t, x, issuer, false, X509_NAME_entry_count(subj) == 0, &exts, errmsg);
@@ -1036,7 +1040,7 @@ int pki_x509_cert_build(const struct pki_x509_template *t,
         goto out;
     }
     EVP_PKEY *vk = issuer != NULL ? X509_get0_pubkey(issuer) : subject_key;
-    if (vk == NULL || X509_verify(x, vk) != 1) {
+    if (!t->leaf_fast && (vk == NULL || X509_verify(x, vk) != 1)) {
         rv = cf_err_from_ossl(errmsg, "verify new certificate");
         goto out;
     }

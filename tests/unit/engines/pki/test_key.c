@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
@@ -560,6 +562,98 @@ static void test_alloc_failures(void **state)
     EVP_PKEY_free(ec);
 }
 
+/* The direct encodings write exactly what OpenSSL's encoders write, for every key type and
+ * size offered and for keys parsed from outside (compressed EC points included). */
+static void check_direct(EVP_PKEY *k)
+{
+    unsigned char *ours = NULL;
+    size_t n = 0;
+    unsigned char *ref = NULL;
+    int rn;
+    if (EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519) {
+        assert_int_equal(pki_key_private_der(k, false, &ours, &n), CF_OK);
+        rn = i2d_PrivateKey(k, &ref);
+        assert_true(rn > 0);
+        assert_int_equal(n, (size_t)rn);
+        assert_memory_equal(ours, ref, n);
+        OPENSSL_clear_free(ours, n);
+        OPENSSL_free(ref);
+        ref = NULL;
+    }
+    assert_int_equal(pki_key_private_der(k, true, &ours, &n), CF_OK);
+    PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(k);
+    assert_non_null(p8);
+    rn = i2d_PKCS8_PRIV_KEY_INFO(p8, &ref);
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    assert_int_equal(n, (size_t)rn);
+    assert_memory_equal(ours, ref, n);
+    OPENSSL_clear_free(ours, n);
+    OPENSSL_free(ref);
+    ref = NULL;
+
+    X509_PUBKEY *pub = X509_PUBKEY_new();
+    assert_non_null(pub);
+    assert_int_equal(pki_key_spki_set(pub, k), CF_OK);
+    unsigned char *mine = NULL;
+    int mn = i2d_X509_PUBKEY(pub, &mine);
+    rn = i2d_PUBKEY(k, &ref);
+    assert_true(mn > 0);
+    assert_int_equal(mn, rn);
+    assert_memory_equal(mine, ref, (size_t)mn);
+    /* and it decodes back to the same key */
+    const unsigned char *q = mine;
+    EVP_PKEY *back = d2i_PUBKEY(NULL, &q, mn);
+    assert_non_null(back);
+    assert_int_equal(EVP_PKEY_eq(back, k), 1);
+    EVP_PKEY_free(back);
+    OPENSSL_free(mine);
+    OPENSSL_free(ref);
+    X509_PUBKEY_free(pub);
+}
+
+static void test_direct_encodings(void **state)
+{
+    (void)state;
+    char errmsg[CF_ERRMSG_SIZE];
+    static const struct
+    {
+        enum pki_key_type type;
+        int bits;
+    } cases[] = {
+        {PKI_KEY_RSA, 2048}, {PKI_KEY_RSA, 3072}, {PKI_KEY_EC, 224},    {PKI_KEY_EC, 256},
+        {PKI_KEY_EC, 384},   {PKI_KEY_EC, 521},   {PKI_KEY_ED25519, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int rep = 0; rep < 4; rep++) { /* scalars with leading zero bytes show up */
+            EVP_PKEY *k = NULL;
+            assert_int_equal(pki_key_generate(cases[i].type, cases[i].bits, &k, errmsg), CF_OK);
+            check_direct(k);
+            EVP_PKEY_free(k);
+        }
+    }
+    /* Keys outside the direct encoders are reported, not mis-encoded: another algorithm, and a
+     * P-256 key that wants its point compressed (as one parsed from a compressed point does). */
+    EVP_PKEY *c = EVP_EC_gen("P-256");
+    assert_non_null(c);
+    assert_int_equal(
+        EVP_PKEY_set_utf8_string_param(c, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                       OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_COMPRESSED),
+        1);
+    EVP_PKEY *x = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+    assert_non_null(x);
+    EVP_PKEY *refused[] = {c, x};
+    for (size_t i = 0; i < 2; i++) {
+        unsigned char *der = NULL;
+        size_t n = 0;
+        assert_int_equal(pki_key_private_der(refused[i], true, &der, &n), CF_EUNSUPPORTED);
+        X509_PUBKEY *pub = X509_PUBKEY_new();
+        assert_int_equal(pki_key_spki_set(pub, refused[i]), CF_EUNSUPPORTED);
+        X509_PUBKEY_free(pub);
+    }
+    EVP_PKEY_free(c);
+    EVP_PKEY_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -568,7 +662,7 @@ int main(void)
         cmocka_unit_test(test_parse_openssl_written), cmocka_unit_test(test_parse_refusals),
         cmocka_unit_test(test_der_trailing_bytes),    cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_signature_bits),        cmocka_unit_test(test_sign_ctx),
-        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_alloc_failures),        cmocka_unit_test(test_direct_encodings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "api/http.h"
+#include "lib/json.h"
 #include "lib/duration.h"
 #include "lib/mem.h"
 #include "node/core.h"
@@ -41,7 +42,7 @@ static void respond_error(struct api_exchange *ex, int status, const char *msg)
     if (j != NULL && msg != NULL) {
         json_array_append_new(json_object_get(j, "errors"), json_string(msg));
     }
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = j ? cf_json_dumps(j, NULL) : NULL;
     json_decref(j);
     if (s == NULL) {
         respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
@@ -190,7 +191,7 @@ static void route_done_cb(struct node_request *req, struct node_response *resp)
         respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
     } else if (resp->errors != NULL) {
         json_t *j = json_pack("{s:O}", "errors", resp->errors);
-        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        char *s = j ? cf_json_dumps(j, NULL) : NULL;
         json_decref(j);
         if (s == NULL) {
             respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
@@ -208,7 +209,7 @@ static void route_done_cb(struct node_request *req, struct node_response *resp)
         api_exchange_respond(ex, resp->status ? resp->status : 200, h, 2, resp->raw_body,
                              resp->raw_len);
     } else if (resp->bare != NULL) {
-        char *s = json_dumps(resp->bare, JSON_COMPACT);
+        char *s = cf_json_dumps(resp->bare, NULL);
         if (s == NULL) {
             respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
         } else {
@@ -219,7 +220,7 @@ static void route_done_cb(struct node_request *req, struct node_response *resp)
         respond_json(ex, 204, NULL, 0);
     } else {
         json_t *env = node_response_envelope(resp, resp->wrap_info ? "" : req->request_id);
-        char *s = env ? json_dumps(env, JSON_COMPACT) : NULL;
+        char *s = env ? cf_json_dumps(env, NULL) : NULL;
         json_decref(env);
         if (s == NULL) {
             respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);

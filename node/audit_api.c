@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/json.h"
 #include "lib/crypto.h"
 #include "node/audit.h"
 #include "node/internal.h"
@@ -47,7 +48,7 @@ static json_t *load_table(struct node_core *core)
 
 static int commit_table(struct node_core *core, json_t *table, node_write_cb cb, void *arg)
 {
-    char *s = json_dumps(table, JSON_COMPACT);
+    char *s = cf_json_dumps(table, NULL);
     struct rft_batch *b = rft_batch_new();
     int rv = (s && b) ? node__batch_put(core, b, NODE_KEY_AUDIT, (const uint8_t *)s, strlen(s))
                       : CF_ENOMEM;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/json.h"
 #include "lib/crypto.h"
 #include "node/barrier.h"
 #include "node/acl.h"
@@ -111,7 +112,7 @@ int node__batch_put_json(struct node_core *core,
                          const char *key,
                          const json_t *j)
 {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = j ? cf_json_dumps(j, NULL) : NULL;
     if (s == NULL) {
         return CF_ENOMEM;
     }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/json.h"
 #include "lib/crypto.h"
 #include "node/barrier.h"
 #include "node/internal.h"
@@ -485,7 +486,7 @@ int node__mount_table_put(struct node_core *core,
     if (rv == CF_OK && extra != NULL && json_array_append(arr, (json_t *)extra) != 0) {
         rv = CF_ENOMEM;
     }
-    char *s = rv == CF_OK ? json_dumps(arr, JSON_COMPACT) : NULL;
+    char *s = rv == CF_OK ? cf_json_dumps(arr, NULL) : NULL;
     json_decref(arr);
     if (rv == CF_OK && s == NULL) {
         rv = CF_ENOMEM;

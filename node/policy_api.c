@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/json.h"
 #include "lib/crypto.h"
 #include "node/acl.h"
 #include "node/internal.h"
@@ -145,7 +146,7 @@ static void put_policy(struct node_core *core,
     }
     policy_free(p);
     json_t *j = json_pack("{s:s,s:s}", "name", name, "policy", text);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = j ? cf_json_dumps(j, NULL) : NULL;
     json_decref(j);
     char key[512];
     snprintf(key, sizeof(key), "%s%s", POLICY_PREFIX, name);

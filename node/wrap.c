@@ -15,6 +15,7 @@
 #include "node/internal.h"
 
 #define CF_LOG_MODULE "wrap"
+#include "lib/json.h"
 #include "lib/log.h"
 
 #define WRAP_POLICY "response-wrapping"
@@ -167,7 +168,7 @@ void node__wrap_response(struct node_core *core,
                          node_wrap_cb cb)
 {
     json_t *env = node_response_envelope(resp, req->request_id);
-    char *s = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    char *s = env ? cf_json_dumps(env, NULL) : NULL;
     json_decref(env);
     const char *wrapped_acc = json_string_value(json_object_get(resp->auth, "accessor"));
     char *acc = wrapped_acc ? cf_strdup(wrapped_acc) : NULL;

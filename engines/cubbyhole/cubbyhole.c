@@ -10,6 +10,7 @@
 
 #include <string.h>
 
+#include "lib/json.h"
 #include "lib/mem.h"
 #include "node/engine.h"
 
@@ -127,7 +128,7 @@ static void write_done_cb(void *arg, int status)
 
 static void cubby_write(struct node_view *view, struct node_request *req, const char *key)
 {
-    char *s = json_dumps(req->data, JSON_COMPACT);
+    char *s = cf_json_dumps(req->data, NULL);
     struct node_write *w = node_view_write(view);
     if (s == NULL || w == NULL) {
         cf_free(s);

@@ -10,6 +10,7 @@
 
 #include <string.h>
 
+#include "lib/json.h"
 #include "lib/duration.h"
 #include "lib/mem.h"
 #include "node/engine.h"
@@ -121,7 +122,7 @@ static void kv_write(struct node_view *view, struct node_request *req)
         node_request_done(req, node_response_error(400, "failed to parse ttl for entry"));
         return;
     }
-    char *s = json_dumps(req->data, JSON_COMPACT);
+    char *s = cf_json_dumps(req->data, NULL);
     struct node_write *w = node_view_write(view);
     if (s == NULL || w == NULL) {
         cf_free(s);

@@ -100,8 +100,9 @@ struct node_core
     struct cf_secret *unseal_parts[NODE_MAX_SHARES]; /* keys entered so far */
     unsigned n_unseal_parts;
     char unseal_nonce[37];
-    struct cf_cloak *unseal_key;  /* cloaked combined unseal key while unsealed */
-    struct cf_secret *token_salt; /* while unsealed */
+    struct cf_cloak *unseal_key;                /* cloaked combined unseal key while unsealed */
+    struct cf_secret *token_salt;               /* while unsealed */
+    struct node__token_cache_slot *token_cache; /* decoded token entries (node/token.c) */
     char cluster_name[64];
     char cluster_id[37];
     int64_t active_since_ns;

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "lib/json.h"
 #include "lib/crypto.h"
 #include "lib/shamir.h"
 #include "node/barrier.h"
@@ -96,6 +97,7 @@ void node__seal_now(struct node_core *core)
     core->unseal_key = NULL;
     cf_secret_free(core->token_salt);
     core->token_salt = NULL;
+    node__token_cache_clear(core);
     reset_unseal_progress(core);
     if (!core->sealed) {
         CF_LOG(CF_LOG_INFO, "sealed");
@@ -442,7 +444,7 @@ static int build_init_batch(struct init_op *op, struct rft_batch *b, char *errms
     }
     json_t *sc = json_pack("{s:s,s:i,s:i}", "type", "shamir", "secret_shares", (int)op->shares,
                            "secret_threshold", (int)op->threshold);
-    char *scs = sc ? json_dumps(sc, JSON_COMPACT) : NULL;
+    char *scs = sc ? cf_json_dumps(sc, NULL) : NULL;
     json_decref(sc);
     rv =
         scs ? rft_batch_put(b, NODE_KEY_SEAL_CONFIG, (const uint8_t *)scs, strlen(scs)) : CF_ENOMEM;

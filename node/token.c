@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/json.h"
 #include "lib/crypto.h"
 #include "node/barrier.h"
 #include "node/internal.h"
@@ -90,19 +91,103 @@ static int get_json(struct node_core *core, const char *key, json_t **out, uint6
     return CF_OK;
 }
 
+/* The token cache: a direct-mapped table of decoded entries. Token hashes are HMAC output, so
+ * their first hex digits spread evenly over the slots. A slot is valid for a lookup only when
+ * the stored value still has the version and the leading ciphertext bytes (which hold the
+ * write's random nonce) the slot was filled from, so every write, delete or restore misses. */
+#define TOKEN_CACHE_SLOTS 1024
+#define TOKEN_CACHE_TAG 32
+
+struct node__token_cache_slot
+{
+    char hash[TOKEN_HASH_LEN + 1];
+    uint64_t version;
+    size_t ct_len;
+    uint8_t tag[TOKEN_CACHE_TAG];
+    json_t *entry; /* NULL = empty */
+};
+
+static struct node__token_cache_slot *cache_slot(struct node_core *core, const char *hash)
+{
+    if (core->token_cache == NULL) {
+        core->token_cache = cf_calloc(TOKEN_CACHE_SLOTS, sizeof(*core->token_cache));
+        if (core->token_cache == NULL) {
+            return NULL;
+        }
+    }
+    unsigned i = 0;
+    for (int k = 0; k < 3; k++) {
+        char c = hash[k];
+        i = i << 4 | (unsigned)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return &core->token_cache[i % TOKEN_CACHE_SLOTS];
+}
+
+void node__token_cache_clear(struct node_core *core)
+{
+    if (core->token_cache == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < TOKEN_CACHE_SLOTS; i++) {
+        json_decref(core->token_cache[i].entry);
+    }
+    cf_free(core->token_cache);
+    core->token_cache = NULL;
+}
+
+int node__token_entry_own(struct node_token *t)
+{
+    json_t *copy = json_deep_copy(t->entry);
+    if (copy == NULL) {
+        return CF_ENOMEM;
+    }
+    json_decref(t->entry);
+    t->entry = copy;
+    return CF_OK;
+}
+
 int node__token_get_hash(struct node_core *core, const char *hash, struct node_token *out)
 {
     memset(out, 0, sizeof(*out));
-    if (core->sealed || strlen(hash) != TOKEN_HASH_LEN) {
+    if (core->sealed || strlen(hash) != TOKEN_HASH_LEN ||
+        strspn(hash, "0123456789abcdef") != TOKEN_HASH_LEN) {
         return CF_ENOTFOUND;
     }
     char key[sizeof(TOKEN_PREFIX_ID) + TOKEN_HASH_LEN];
     snprintf(key, sizeof(key), "%s%s", TOKEN_PREFIX_ID, hash);
-    int rv = get_json(core, key, &out->entry, &out->version);
-    if (rv == CF_OK) {
-        memcpy(out->hash, hash, TOKEN_HASH_LEN + 1);
+    const uint8_t *ct;
+    size_t ctlen;
+    uint64_t version;
+    int rv = rft_store_get(core->store, key, &ct, &ctlen, &version);
+    struct node__token_cache_slot *slot = cache_slot(core, hash);
+    if (rv != CF_OK) {
+        if (slot != NULL && slot->entry != NULL && strcmp(slot->hash, hash) == 0) {
+            json_decref(slot->entry);
+            slot->entry = NULL;
+        }
+        return rv;
     }
-    return rv;
+    size_t tag = ctlen < TOKEN_CACHE_TAG ? ctlen : TOKEN_CACHE_TAG;
+    if (slot != NULL && slot->entry != NULL && slot->version == version && slot->ct_len == ctlen &&
+        memcmp(slot->tag, ct, tag) == 0 && strcmp(slot->hash, hash) == 0) {
+        out->entry = json_incref(slot->entry);
+    } else {
+        rv = get_json(core, key, &out->entry, NULL);
+        if (rv != CF_OK) {
+            return rv;
+        }
+        if (slot != NULL) {
+            json_decref(slot->entry);
+            memcpy(slot->hash, hash, TOKEN_HASH_LEN + 1);
+            slot->version = version;
+            slot->ct_len = ctlen;
+            memcpy(slot->tag, ct, tag);
+            slot->entry = json_incref(out->entry);
+        }
+    }
+    out->version = version;
+    memcpy(out->hash, hash, TOKEN_HASH_LEN + 1);
+    return CF_OK;
 }
 
 int node__token_get(struct node_core *core, const char *token, struct node_token *out)
@@ -355,6 +440,11 @@ int node__token_batch_revoke(struct node_core *core,
                 if (rv != CF_OK || node__token_get_hash(core, json_string_value(kh), &c) != CF_OK) {
                     continue;
                 }
+                if (node__token_entry_own(&c) != CF_OK) {
+                    node__token_clear(&c);
+                    rv = CF_ENOMEM;
+                    continue;
+                }
                 json_object_set_new(c.entry, "parent", json_string(""));
                 json_object_set_new(c.entry, "orphan", json_true());
                 char key[512];
@@ -441,13 +531,18 @@ static void use_try(struct use_op *op)
         return;
     }
     op->last = uses == 1;
+    if (node__token_entry_own(&t) != CF_OK) {
+        node__token_clear(&t);
+        node__defer(core, use_fail_cb, op, CF_ENOMEM);
+        return;
+    }
     /* -1 marks a spent token: it stays readable (for the request that spent it) until the
      * revocation that follows the request, but no new request may use it. */
     json_object_set_new(t.entry, "num_uses", json_integer(op->last ? -1 : uses - 1));
     char key[sizeof(TOKEN_PREFIX_ID) + TOKEN_HASH_LEN];
     snprintf(key, sizeof(key), "%s%s", TOKEN_PREFIX_ID, op->hash);
     struct rft_batch *b = rft_batch_new();
-    char *s = json_dumps(t.entry, JSON_COMPACT);
+    char *s = cf_json_dumps(t.entry, NULL);
     uint8_t *ct = NULL;
     size_t ctlen = 0;
     rv = (b && s) ? barrier_encrypt(core->barrier, key, (const uint8_t *)s, strlen(s), &ct, &ctlen)

@@ -35,11 +35,19 @@ struct node_token
 {
     char hash[TOKEN_HASH_LEN + 1];
     uint64_t version; /* FSM version of the stored entry, for conditional writes */
-    json_t *entry;    /* owned */
+    json_t *entry;    /* a reference; shared with the token cache: read-only, see below */
 };
 
 /* Frees the entry. NULL-safe; leaves t zeroed. */
 void node__token_clear(struct node_token *t);
+
+/* The entries node__token_get* return are shared with a cache of decoded entries (keyed by
+ * hash, checked against the stored version and ciphertext on every lookup, so a write is seen
+ * at once). Call this before changing t->entry: it gives t a private copy. CF_ENOMEM. */
+int node__token_entry_own(struct node_token *t);
+
+/* Drops every cached entry (on seal, and whenever storage is replaced wholesale). */
+void node__token_cache_clear(struct node_core *core);
 
 /* Current wall clock in nanoseconds. */
 int64_t node__now_ns(void);

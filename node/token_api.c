@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/json.h"
 #include "lib/duration.h"
 #include "node/expire.h"
 #include "node/barrier.h"
@@ -578,11 +579,17 @@ static void renew(struct node_core *core,
         done(req, node_response_error(400, "past the max TTL, cannot renew"));
         return;
     }
+    if (node__token_entry_own(t) != CF_OK) {
+        node__token_clear(t);
+        json_decref(warnings);
+        done(req, node_response_error(500, "out of memory"));
+        return;
+    }
     json_object_set_new(t->entry, "expire_ns", json_integer(expire));
     json_object_set_new(t->entry, "last_renewal_ns", json_integer(now));
     struct renew_op *op = cf_calloc(1, sizeof(*op));
     struct rft_batch *b = rft_batch_new();
-    char *s = json_dumps(t->entry, JSON_COMPACT);
+    char *s = cf_json_dumps(t->entry, NULL);
     char key[256];
     int rv = (op && b && s) ? CF_OK : CF_ENOMEM;
     uint8_t *ct = NULL;

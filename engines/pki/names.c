@@ -72,8 +72,38 @@ static bool hostname_regex(const char *s)
 }
 
 /* IDNA ToASCII (non-transitional, then transitional); NULL when the name is not valid IDNA. */
+/* True when IDNA processing would return name unchanged: labels of 1-63 lowercase letters,
+ * digits and hyphens, none starting or ending with a hyphen or with hyphens in its third and
+ * fourth places (which covers the "xn--" punycode labels idn2 has to check). The common case skips
+ * libidn2's Unicode work. */
+static bool plain_ldh(const char *name)
+{
+    size_t label = 0;
+    for (const char *p = name;; p++) {
+        if (*p == '.' || *p == '\0') {
+            const char *first = p - label;
+            if (label == 0 || label > 63 || first[0] == '-' || p[-1] == '-' ||
+                (label >= 4 && first[2] == '-' && first[3] == '-')) {
+                return false;
+            }
+            if (*p == '\0') {
+                return true;
+            }
+            label = 0;
+            continue;
+        }
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')) {
+            return false;
+        }
+        label++;
+    }
+}
+
 static char *to_ascii(const char *name)
 {
+    if (plain_ldh(name)) {
+        return cf_strdup(name);
+    }
     char *out = NULL;
     int rc = idn2_to_ascii_8z(name, &out, IDN2_NONTRANSITIONAL);
     if (rc != IDN2_OK) {

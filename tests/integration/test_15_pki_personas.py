@@ -3,9 +3,11 @@
 The table (Vault docs, "PKI secrets engine considerations", Role-Based Access) says which of
 Operator, Agent, Advanced, Requester and Unauthed may do what on a PKI mount. Each persona is
 written here as an ACL policy; every row is then checked both through sys/capabilities and with
-a real request, against a mount at pki/ (a kv mount until the PKI engine lands). Unauthed is a
-policy too: the PKI engine will serve those paths without a token; the policy states the same
-set so the ACL side of the table is checked now.
+a real request against a real PKI mount at pki/ (a root CA, a role "web"): a persona the table
+allows is never refused with 403, one it does not allow always is. Unauthed is a policy too, so
+the ACL side of its rows is checked like the others; test_unauthenticated_paths then sends the
+Unauthed rows with no token at all, as Vault serves them, and checks that everything else is
+refused without one.
 """
 import pytest
 
@@ -84,7 +86,10 @@ PERSONAS = {"O": OPERATOR, "G": AGENT, "A": ADVANCED, "R": REQUESTER, "U": UNAUT
 @pytest.fixture(scope="module")
 def tokens(node):
     c = node.client()
-    c.sys.enable_secrets_engine("kv", path="pki")
+    c.sys.enable_secrets_engine("pki", path="pki", config={"max_lease_ttl": "87600h"})
+    c.write("pki/root/generate/internal", common_name="Persona Root", ttl="87600h",
+            key_type="ec")
+    c.write("pki/roles/web", allow_any_name=True, ttl="1h", key_type="ec")
     out = {}
     for key, text in PERSONAS.items():
         c.sys.create_or_update_policy(name=f"pki-{key}", policy=text)
@@ -117,3 +122,24 @@ def test_persona_table(node, tokens, persona):
         if cap_ok != want or req_ok != want:
             wrong.append((path, op, want, sorted(have), resp.status_code))
     assert not wrong, wrong
+
+
+def test_unauthenticated_paths(node, tokens):
+    """Vault serves the Unauthed rows without a token; everything else needs one."""
+    wrong = []
+    for path, op, allowed in ROWS:
+        full = f"pki/{path}"
+        if op == READ:
+            resp = node.req("GET", full, token="")
+        elif op == LIST:
+            resp = node.req("LIST", full, token="")
+        else:
+            resp = node.req("POST", full, token="", json={"probe": "1"})
+        if ("U" in allowed) != (resp.status_code != 403):
+            wrong.append((path, op, resp.status_code))
+    assert not wrong, wrong
+    ca = node.req("GET", "pki/ca/pem", token="")
+    assert ca.status_code == 200 and ca.text.startswith("-----BEGIN CERTIFICATE-----")
+    issued = node.req("POST", "pki/issue/web", token="",
+                      json={"common_name": "a.example.com"})
+    assert issued.status_code == 403

@@ -22,18 +22,39 @@
 #include "lib/json.h"
 #include "lib/duration.h"
 #include "lib/mem.h"
+#include "lib/rfc3339.h"
 #include "node/core.h"
 #include "node/engine.h"
 
 static const char error_internal[] = "{\"errors\":[\"internal error\"]}";
 
+/* Sends a response with Cache-Control: no-store, the content type when there is a body, and
+ * Last-Modified when last_modified > 0. */
+static void respond(struct api_exchange *ex,
+                    int status,
+                    const char *content_type,
+                    const uint8_t *body,
+                    size_t len,
+                    int64_t last_modified)
+{
+    char date[CF_RFC3339_SIZE];
+    struct api_header h[3] = {{.name = (char *)"cache-control", .value = (char *)"no-store"}};
+    size_t n = 1;
+    if (len > 0) {
+        h[n].name = (char *)"content-type";
+        h[n++].value = (char *)content_type;
+    }
+    if (last_modified > 0) {
+        cf_http_date(last_modified, date);
+        h[n].name = (char *)"last-modified";
+        h[n++].value = date;
+    }
+    api_exchange_respond(ex, status, h, n, body, len);
+}
+
 static void respond_json(struct api_exchange *ex, int status, const char *body, size_t len)
 {
-    struct api_header h[2] = {
-        {.name = (char *)"cache-control", .value = (char *)"no-store"},
-        {.name = (char *)"content-type", .value = (char *)"application/json"},
-    };
-    api_exchange_respond(ex, status, h, len > 0 ? 2 : 1, (const uint8_t *)body, len);
+    respond(ex, status, "application/json", (const uint8_t *)body, len, 0);
 }
 
 static void respond_error(struct api_exchange *ex, int status, const char *msg)
@@ -199,15 +220,12 @@ static void route_done_cb(struct node_request *req, struct node_response *resp)
             respond_json(ex, resp->status ? resp->status : 500, s, strlen(s));
             cf_free(s);
         }
+    } else if (resp->status == 304) {
+        respond(ex, 304, NULL, NULL, 0, resp->last_modified);
     } else if (resp->raw_body != NULL) {
-        struct api_header h[2] = {
-            {.name = (char *)"cache-control", .value = (char *)"no-store"},
-            {.name = (char *)"content-type",
-             .value = resp->raw_content_type ? resp->raw_content_type
-                                             : (char *)"application/octet-stream"},
-        };
-        api_exchange_respond(ex, resp->status ? resp->status : 200, h, 2, resp->raw_body,
-                             resp->raw_len);
+        respond(ex, resp->status ? resp->status : 200,
+                resp->raw_content_type ? resp->raw_content_type : "application/octet-stream",
+                resp->raw_body, resp->raw_len, resp->last_modified);
     } else if (resp->bare != NULL) {
         char *s = cf_json_dumps(resp->bare, NULL);
         if (s == NULL) {
@@ -220,12 +238,14 @@ static void route_done_cb(struct node_request *req, struct node_response *resp)
         respond_json(ex, 204, NULL, 0);
     } else {
         json_t *env = node_response_envelope(resp, resp->wrap_info ? "" : req->request_id);
-        char *s = env ? cf_json_dumps(env, NULL) : NULL;
+        size_t len = 0;
+        char *s = env ? cf_json_dumps(env, &len) : NULL;
         json_decref(env);
         if (s == NULL) {
             respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
         } else {
-            respond_json(ex, resp->status ? resp->status : 200, s, strlen(s));
+            respond(ex, resp->status ? resp->status : 200, "application/json", (uint8_t *)s, len,
+                    resp->last_modified);
             cf_free(s);
         }
     }
@@ -379,6 +399,10 @@ int api_route_decode(const struct api_exchange *ex,
         return fail(status, msg, 500, "internal error");
     }
     req->wrap_ttl_s = wrap_ttl;
+    const char *ims = api_exchange_header(ex, "if-modified-since");
+    if (ims == NULL || cf_http_date_parse(ims, &req->if_modified_since) != CF_OK) {
+        req->if_modified_since = 0; /* an unreadable date is ignored (RFC 9110 13.1.3) */
+    }
     if (raw && ex->body_len > 0) {
         req->raw_body = cf_memdup(ex->body, ex->body_len);
         if (req->raw_body == NULL) {

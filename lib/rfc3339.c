@@ -121,3 +121,46 @@ int64_t cf_now_ns(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+static const char wdays[7][4] = {"Thu", "Fri", "Sat", "Sun",
+                                 "Mon", "Tue", "Wed"}; /* from 1970-01-01 */
+static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+void cf_http_date(int64_t secs, char out[CF_RFC3339_SIZE])
+{
+    time_t t = (time_t)secs;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+    snprintf(out, CF_RFC3339_SIZE, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+             wdays[((days % 7) + 7) % 7], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+int cf_http_date_parse(const char *s, int64_t *secs)
+{
+    int d, y, h, mi, se;
+    if (strlen(s) != 29 || s[3] != ',' || s[4] != ' ' || !digits(s + 5, 2, &d) || s[7] != ' ' ||
+        s[11] != ' ' || !digits(s + 12, 4, &y) || s[16] != ' ' || !digits(s + 17, 2, &h) ||
+        s[19] != ':' || !digits(s + 20, 2, &mi) || s[22] != ':' || !digits(s + 23, 2, &se) ||
+        strcmp(s + 25, " GMT") != 0) {
+        return CF_EINVAL;
+    }
+    int mo = 0;
+    while (mo < 12 && strncmp(s + 8, months[mo], 3) != 0) {
+        mo++;
+    }
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo == 12 || d < 1 || d > mdays[mo] || (mo == 1 && d == 29 && !leap) || h > 23 || mi > 59 ||
+        se > 60) {
+        return CF_EINVAL;
+    }
+    int64_t days = days_from_civil(y, mo + 1, d);
+    if (strncmp(s, wdays[((days % 7) + 7) % 7], 3) != 0) {
+        return CF_EINVAL;
+    }
+    *secs = days * 86400 + h * 3600 + mi * 60 + (se == 60 ? 59 : se);
+    return CF_OK;
+}

@@ -52,6 +52,7 @@ struct node_response
     json_t *wrap_info;      /* owned; set on a wrapped response (core.md 6.1) */
     bool inject_top_level;  /* copy data's keys to the top level (core.md 1.4) */
     const char *mount_type; /* static string, e.g. "kv"; NULL -> "" */
+    int64_t last_modified;  /* Unix seconds; > 0 adds a Last-Modified header */
 };
 
 /* A new empty response; NULL on OOM. */
@@ -81,9 +82,10 @@ struct node_request
     json_t *data; /* owned; request body or query parameters; always an object */
     char *token;  /* owned; client token or NULL */
     char request_id[37];
-    char *remote_addr;  /* owned, may be NULL */
-    bool wants_body;    /* false for HEAD */
-    int64_t wrap_ttl_s; /* X-Vault-Wrap-TTL in seconds; 0 = no wrapping */
+    char *remote_addr;         /* owned, may be NULL */
+    bool wants_body;           /* false for HEAD */
+    int64_t wrap_ttl_s;        /* X-Vault-Wrap-TTL in seconds; 0 = no wrapping */
+    int64_t if_modified_since; /* If-Modified-Since in Unix seconds; 0 = absent or unreadable */
     /* The body as sent, for the binary request types Vault passes through untouched
      * (application/ocsp-request); NULL otherwise (the body is in data). */
     uint8_t *raw_body; /* owned */

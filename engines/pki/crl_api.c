@@ -75,7 +75,8 @@ static void serve(struct fetch *f, bool may_build)
     const struct pki_issuer *is = pki_snap_issuer(s, f->ref);
     uint8_t *der = NULL;
     size_t len = 0;
-    int rv = is != NULL ? pki_crl_load(f->e, is, f->delta, &der, &len, NULL) : CF_ENOTFOUND;
+    int64_t built_at = 0;
+    int rv = is != NULL ? pki_crl_load(f->e, is, f->delta, &der, &len, &built_at) : CF_ENOTFOUND;
     bool can_build = is != NULL && is->key != NULL && (is->usage & PKI_USAGE_CRL);
     pki_snap_release(s);
     if (rv == CF_ENOTFOUND && can_build && may_build) {
@@ -86,7 +87,7 @@ static void serve(struct fetch *f, bool may_build)
     if (is == NULL && strcmp(f->ref, "default") != 0) {
         r = node_response_error(404, "unable to find PKI issuer for reference: %s", f->ref);
     } else if (rv == CF_OK || rv == CF_ENOTFOUND) {
-        r = crl_response(f->form, der, len);
+        r = pki_dated(f->req, crl_response(f->form, der, len), rv == CF_OK ? built_at : 0);
     } else {
         r = node_response_error(500, "could not read the CRL: %s", cf_strerror(rv));
     }

@@ -83,22 +83,26 @@ static void issuer_fetch(struct node_request *req,
         return;
     }
     if (strcmp(what, "der") == 0) {
-        pki_done(req, cert_der_response(is->cert));
+        pki_done(req, pki_dated(req, cert_der_response(is->cert), is->last_modified));
     } else if (strcmp(what, "pem") == 0) {
         char *pem = cf_malloc(strlen(is->pem) + 2);
         if (pem != NULL) {
             snprintf(pem, strlen(is->pem) + 2, "%s\n", is->pem);
         }
-        pki_done(req, pem ? pem_response("application/pem-certificate-chain", pem) : NULL);
+        pki_done(req,
+                 pki_dated(req, pem ? pem_response("application/pem-certificate-chain", pem) : NULL,
+                           is->last_modified));
         cf_free(pem);
     } else {
         json_t *chain = json_array();
         for (size_t i = 0; chain != NULL && i < is->n_chain; i++) {
             json_array_append_new(chain, json_string(is->chain_pem[i]));
         }
-        pki_done(req, node_response_data(json_pack("{s:s, s:o, s:s, s:s}", "certificate", is->pem,
-                                                   "ca_chain", chain, "issuer_id", is->id,
-                                                   "issuer_name", is->name)));
+        pki_done(req, pki_dated(req,
+                                node_response_data(json_pack(
+                                    "{s:s, s:o, s:s, s:s}", "certificate", is->pem, "ca_chain",
+                                    chain, "issuer_id", is->id, "issuer_name", is->name)),
+                                is->last_modified));
     }
 }
 
@@ -117,7 +121,7 @@ static void cert_fetch(struct pki_engine *e,
         }
         bool chain = strcmp(serial_in, "ca_chain") == 0;
         if (form == 1) {
-            pki_done(req, cert_der_response(def->cert));
+            pki_done(req, pki_dated(req, cert_der_response(def->cert), def->last_modified));
             return;
         }
         char *text = chain ? chain_text(def) : cf_strdup(def->pem);
@@ -126,14 +130,15 @@ static void cert_fetch(struct pki_engine *e,
             return;
         }
         if (form == 2) {
-            pki_done(req, pem_response("application/pem-certificate-chain", text));
+            pki_done(req, pki_dated(req, pem_response("application/pem-certificate-chain", text),
+                                    def->last_modified));
         } else {
             json_t *d = json_pack("{s:s, s:i, s:s}", "certificate", chain ? text : def->pem,
                                   "revocation_time", 0, "revocation_time_rfc3339", "");
             if (d != NULL && chain) {
                 json_object_set_new(d, "ca_chain", json_string(text));
             }
-            pki_done(req, node_response_data(d));
+            pki_done(req, pki_dated(req, node_response_data(d), def->last_modified));
         }
         cf_free(text);
         return;
@@ -313,17 +318,20 @@ bool pki_fetch_handle(struct pki_engine *e, struct node_request *req)
         if (def == NULL) {
             pki_done(req, pki_raw_response("application/pkix-cert", "", 0));
         } else if (strcmp(p, "ca") == 0) {
-            pki_done(req, cert_der_response(def->cert));
+            pki_done(req, pki_dated(req, cert_der_response(def->cert), def->last_modified));
         } else if (strcmp(p, "ca/pem") == 0) {
             char *t = cf_malloc(strlen(def->pem) + 2);
             if (t != NULL) {
                 snprintf(t, strlen(def->pem) + 2, "%s\n", def->pem);
             }
-            pki_done(req, t ? pem_response("application/pem-certificate-chain", t) : NULL);
+            pki_done(req,
+                     pki_dated(req, t ? pem_response("application/pem-certificate-chain", t) : NULL,
+                               def->last_modified));
             cf_free(t);
         } else {
             char *t = chain_text(def);
-            pki_done(req, t ? pem_response("application/pkix-cert", t) : NULL);
+            pki_done(req, pki_dated(req, t ? pem_response("application/pkix-cert", t) : NULL,
+                                    def->last_modified));
             cf_free(t);
         }
     } else {

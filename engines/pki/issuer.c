@@ -211,6 +211,10 @@ static int parse_issuer(struct pki_engine *e, const char *skey, struct pki_issue
     }
     out->revoked = json_is_true(json_object_get(j, "revoked"));
     out->revocation_time = json_integer_value(json_object_get(j, "revocation_time"));
+    const char *lm = json_string_value(json_object_get(j, "last_modified"));
+    if (lm == NULL || cf_rfc3339_parse(lm, &out->last_modified) != CF_OK) {
+        out->last_modified = 0;
+    }
     out->entry = j;
     return out->name == NULL ? CF_ENOMEM : CF_OK;
 }

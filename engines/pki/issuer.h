@@ -69,7 +69,8 @@ struct pki_issuer
     enum pki_leaf_behavior leaf_behavior;
     bool revoked;
     int64_t revocation_time;
-    json_t *entry; /* owned: the stored entry as read */
+    int64_t last_modified; /* Unix seconds of the entry's last change, 0 when unknown */
+    json_t *entry;         /* owned: the stored entry as read */
     /* ca_chain: this issuer first, then its parents (manual_chain or computed). */
     X509 **chain; /* owned references */
     char **chain_pem;

@@ -171,3 +171,21 @@ const struct node_engine_ops pki_engine_ops = {
     .exists = pki_exists,
     .unauth_paths = unauth_paths,
 };
+
+struct node_response *pki_dated(const struct node_request *req, struct node_response *r, int64_t lm)
+{
+    if (r == NULL || r->errors != NULL || lm <= 0) {
+        return r;
+    }
+    if (req->if_modified_since > 0 && req->if_modified_since >= lm) {
+        node_response_free(r);
+        r = node_response_new();
+        if (r != NULL) {
+            r->status = 304;
+        }
+    }
+    if (r != NULL) {
+        r->last_modified = lm;
+    }
+    return r;
+}

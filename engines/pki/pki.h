@@ -82,6 +82,13 @@ void pki_commit_reply(struct node_request *req,
 /* fetch.c: a raw (non-JSON) 200 response with body, or 204 when len is 0; NULL on OOM. */
 struct node_response *pki_raw_response(const char *content_type, const void *body, size_t len);
 
+/* Dates a CA or CRL fetch answer r (owned) with Last-Modified lm, or replaces it with 304 Not
+ * Modified when the request's If-Modified-Since is at or after lm, as Vault's caching of these
+ * paths does. r is returned unchanged when it is NULL or an error, or lm is unknown (0). */
+struct node_response *pki_dated(const struct node_request *req,
+                                struct node_response *r,
+                                int64_t lm);
+
 /* Finishes req with resp after setting mount_type "pki". */
 void pki_done(struct node_request *req, struct node_response *resp);
 

@@ -153,6 +153,44 @@ def test_crl_fetch_forms_and_rotate(node):
     assert node.req("GET", "pki/issuer/nope/crl", token="").status_code == 404
 
 
+def test_if_modified_since(node):
+    """CRL and CA fetches carry Last-Modified; If-Modified-Since at or after it gives 304 with
+    no body; an earlier date, a garbled one or none gives the full answer."""
+    mount(node, "pki-ims")
+    from email.utils import formatdate, parsedate_to_datetime
+
+    def body(r):
+        json_answer = r.headers.get("content-type") == "application/json"
+        return r.json()["data"] if json_answer else r.content
+    for path in ("pki-ims/crl", "pki-ims/crl/pem", "pki-ims/cert/crl", "pki-ims/issuer/default/crl/der",
+                 "pki-ims/ca", "pki-ims/ca/pem", "pki-ims/ca_chain", "pki-ims/cert/ca",
+                 "pki-ims/issuer/default/json", "pki-ims/issuer/default/pem"):
+        full = node.req("GET", path, token="")
+        assert full.status_code == 200, (path, full.text)
+        lm = full.headers["Last-Modified"]
+        when = parsedate_to_datetime(lm).timestamp()
+        assert abs(when - time.time()) < 600, (path, lm)
+        same = node.req("GET", path, token="", headers={"If-Modified-Since": lm})
+        assert same.status_code == 304 and same.content == b"", (path, same.status_code)
+        assert same.headers["Last-Modified"] == lm
+        later = formatdate(when + 3600, usegmt=True)
+        assert node.req("GET", path, token="",
+                        headers={"If-Modified-Since": later}).status_code == 304
+        earlier = formatdate(when - 1, usegmt=True)
+        again = node.req("GET", path, token="", headers={"If-Modified-Since": earlier})
+        assert again.status_code == 200 and body(again) == body(full), path
+        for bad in ("yesterday", "Mon, 32 Nov 2026 10:00:00 GMT", lm.replace("GMT", "UTC")):
+            r = node.req("GET", path, token="", headers={"If-Modified-Since": bad})
+            assert r.status_code == 200 and body(r) == body(full), (path, bad)
+    # A new CRL is newer than the old one's date once a second has passed.
+    old = node.req("GET", "pki-ims/crl", token="").headers["Last-Modified"]
+    time.sleep(1.1)
+    assert node.req("GET", "pki-ims/crl/rotate").status_code == 200
+    r = node.req("GET", "pki-ims/crl", token="", headers={"If-Modified-Since": old})
+    assert r.status_code == 200 and parsedate_to_datetime(r.headers["Last-Modified"]) > \
+        parsedate_to_datetime(old)
+
+
 def test_revoke_bad_input_changes_nothing(node):
     before = node.req("LIST", "pki/certs/revoked").json()["data"]["keys"]
     crl_before = get_crl(node, "pki")

@@ -609,7 +609,10 @@ static void authorize(struct node_core *core, struct node_request *req)
         .path = req->path,
         .data = req->data,
         .wrap_ttl_s = req->wrap_ttl_s,
-        .need_sudo = acl_path_is_sudo(req->path),
+        .need_sudo =
+            acl_path_is_sudo(req->path) ||
+            (um != NULL && um->ops->sudo_paths != NULL && strncmp(req->path, "sys/", 4) != 0 &&
+             node_engine_path_matches(um->ops->sudo_paths, req->path + strlen(um->path))),
     };
     struct acl_result res;
     memset(&res, 0, sizeof(res));

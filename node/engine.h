@@ -137,6 +137,10 @@ struct node_engine_ops
      * "issuer/+/pem" with
      * '+' standing for one path segment. No token or ACL check applies to them. */
     const char *const *unauth_paths;
+    /* Optional NULL-terminated list of paths (same patterns) that need the sudo capability
+     * besides the operation's own, as Vault's PathsSpecial.Root (PKI's root and
+     * root/sign-self-issued). */
+    const char *const *sudo_paths;
 };
 
 /* True when rel_path matches one of the patterns above. */

@@ -157,6 +157,13 @@ static const char *const unauth_paths[] = {
     NULL,
 };
 
+/* pki.md 0: paths that need sudo. */
+static const char *const sudo_paths[] = {
+    "root",
+    "root/sign-self-issued",
+    NULL,
+};
+
 static int pki_exists(void *state, struct node_request *req, bool *exists)
 {
     *exists = pki_role_exists(state, req->rel_path);
@@ -170,6 +177,7 @@ const struct node_engine_ops pki_engine_ops = {
     .handle = pki_handle,
     .exists = pki_exists,
     .unauth_paths = unauth_paths,
+    .sudo_paths = sudo_paths,
 };
 
 struct node_response *pki_dated(const struct node_request *req, struct node_response *r, int64_t lm)

@@ -78,7 +78,9 @@ AGENT = ADVANCED.replace('path "pki/roles/+" { capabilities = ["read"] }',
     + [f'path "pki/{p}" {{ capabilities = {W} }}' for p in (
         "sign-verbatim", "sign-verbatim/+", "issuer/+/sign-verbatim",
         "issuer/+/sign-verbatim/+", "revoke", "tidy", "tidy-cancel")])
-OPERATOR = 'path "pki/*" { capabilities = ["create", "read", "update", "delete", "list"] }'
+OPERATOR = 'path "pki/*" { capabilities = ["create", "read", "update", "delete", "list"] }\n' \
+    + '\n'.join(f'path "pki/{p}" {{ capabilities = ["create", "update", "delete", "sudo"] }}'
+                for p in ("root", "root/sign-self-issued"))
 
 PERSONAS = {"O": OPERATOR, "G": AGENT, "A": ADVANCED, "R": REQUESTER, "U": UNAUTHED}
 
@@ -143,3 +145,32 @@ def test_unauthenticated_paths(node, tokens):
     issued = node.req("POST", "pki/issue/web", token="",
                       json={"common_name": "a.example.com"})
     assert issued.status_code == 403
+
+
+def test_sudo_paths(node):
+    """root/sign-self-issued and DELETE root need sudo on top of the operation's capability,
+    as Vault marks them; everything else under the mount does not."""
+    c = node.client()
+    c.sys.enable_secrets_engine("pki", path="pki-sudo", config={"max_lease_ttl": "87600h"})
+    c.write("pki-sudo/root/generate/internal", common_name="Sudo Root", ttl="87600h", key_type="ec")
+    plain = 'path "pki-sudo/*" { capabilities = ["create", "read", "update", "delete", "list"] }'
+    c.sys.create_or_update_policy(name="pki-nosudo", policy=plain)
+    c.sys.create_or_update_policy(
+        name="pki-sudo", policy=plain + '\npath "pki-sudo/root*" { capabilities = '
+        '["create", "update", "delete", "sudo"] }')
+    nosudo = c.auth.token.create(policies=["pki-nosudo"], ttl="1h")["auth"]["client_token"]
+    sudo = c.auth.token.create(policies=["pki-sudo"], ttl="1h")["auth"]["client_token"]
+    ca = node.req("GET", "pki-sudo/ca/pem", token="").text
+    for tok in (nosudo, sudo):
+        r = node.req("POST", "pki-sudo/root/sign-self-issued", token=tok,
+                     json={"certificate": ca})
+        assert (r.status_code == 403) == (tok == nosudo), r.text
+    # sudo is not needed elsewhere: issuer/:ref/sign-self-issued works without it
+    r = node.req("POST", "pki-sudo/issuer/default/sign-self-issued", token=nosudo,
+                 json={"certificate": ca})
+    assert r.status_code == 200, r.text
+    assert node.req("DELETE", "pki-sudo/root", token=nosudo).status_code == 403
+    assert node.req("GET", "pki-sudo/issuers", token=nosudo, params={"list": "true"}).json()[
+        "data"]["keys"], "refused DELETE root must not delete anything"
+    assert node.req("DELETE", "pki-sudo/root", token=sudo).status_code in (200, 204)
+    assert node.req("LIST", "pki-sudo/issuers", token=nosudo).status_code == 404

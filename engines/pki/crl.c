@@ -76,6 +76,16 @@ int pki_crl_entry_add(struct cf_buf *entries,
                       size_t serial_len,
                       int64_t revoked_at)
 {
+    return pki_crl_entry_add_ext(entries, serial, serial_len, revoked_at, NULL, 0);
+}
+
+int pki_crl_entry_add_ext(struct cf_buf *entries,
+                          const uint8_t *serial,
+                          size_t serial_len,
+                          int64_t revoked_at,
+                          const uint8_t *exts,
+                          size_t exts_len)
+{
     while (serial_len > 1 && serial[0] == 0) {
         serial++;
         serial_len--;
@@ -95,10 +105,13 @@ int pki_crl_entry_add(struct cf_buf *entries,
     n += serial_len;
     n += der_time(revoked_at, body + n);
     uint8_t hdr[10];
-    size_t h = pki_der_header(0x30, n, hdr);
+    size_t h = pki_der_header(0x30, n + exts_len, hdr);
     int rv = cf_buf_append(entries, hdr, h);
     if (rv == CF_OK) {
         rv = cf_buf_append(entries, body, n);
+    }
+    if (rv == CF_OK && exts_len > 0) {
+        rv = cf_buf_append(entries, exts, exts_len);
     }
     return rv;
 }
@@ -192,6 +205,11 @@ static int empty_crl(const struct pki_crl_params *p,
     }
     if (rv == CF_OK && p->delta_base >= 0) {
         rv = add_number(crl, NID_delta_crl, p->delta_base, 1, errmsg);
+    }
+    for (int i = 0; rv == CF_OK && i < sk_X509_EXTENSION_num(p->extra_exts); i++) {
+        if (X509_CRL_add_ext(crl, sk_X509_EXTENSION_value(p->extra_exts, i), -1) != 1) {
+            rv = cf_err_from_ossl(errmsg, "CRL extension");
+        }
     }
     if (rv == CF_OK) {
         rv = pki_key_sign_ctx_new(p->signer, p->signature_bits, p->use_pss, &ctx, errmsg);

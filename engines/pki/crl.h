@@ -35,6 +35,15 @@ int pki_crl_entry_add(struct cf_buf *entries,
                       size_t serial_len,
                       int64_t revoked_at);
 
+/* The same with crlEntryExtensions: exts is the DER of the Extensions SEQUENCE
+ * (i2d_X509_EXTENSIONS), appended as is; NULL or 0 bytes for none. */
+int pki_crl_entry_add_ext(struct cf_buf *entries,
+                          const uint8_t *serial,
+                          size_t serial_len,
+                          int64_t revoked_at,
+                          const uint8_t *exts,
+                          size_t exts_len);
+
 /* What goes into a CRL besides its entries. */
 struct pki_crl_params
 {
@@ -46,6 +55,8 @@ struct pki_crl_params
     int64_t delta_base;  /* Delta CRL Indicator (critical) when >= 0; -1 for a complete CRL */
     int64_t this_update; /* Unix seconds */
     int64_t next_update; /* Unix seconds */
+    /* Further CRL extensions after those above (sign-revocation-list); NULL for none. */
+    const STACK_OF(X509_EXTENSION) * extra_exts;
 };
 
 /* Builds the signed DER CRL: version 2, signature algorithm of the signer, issuer = the issuer

@@ -125,8 +125,8 @@ static void pki_handle(void *state, struct node_request *req)
     struct pki_engine *e = state;
     if (pki_issue_handle(e, req) || pki_config_handle(e, req) || pki_role_handle(e, req) ||
         pki_generate_handle(e, req) || pki_revoke_handle(e, req) || pki_crl_handle(e, req) ||
-        pki_ocsp_handle(e, req) || pki_tidy_handle(e, req) || pki_issuers_handle(e, req) ||
-        pki_fetch_handle(e, req)) {
+        pki_crl_sign_handle(e, req) || pki_ocsp_handle(e, req) || pki_tidy_handle(e, req) ||
+        pki_issuers_handle(e, req) || pki_fetch_handle(e, req)) {
         return;
     }
     pki_done(req, node_response_error(404, "unsupported path"));

@@ -32,6 +32,8 @@ void pki_issue_drop_cache(struct pki_engine *e);
 
 /* crl_api.c: crl..., issuer/:ref/crl..., cert/crl, cert/delta-crl, crl/rotate(-delta). */
 bool pki_crl_handle(struct pki_engine *e, struct node_request *req);
+/* crl_sign.c: issuer/:ref/resign-crls and issuer/:ref/sign-revocation-list. */
+bool pki_crl_sign_handle(struct pki_engine *e, struct node_request *req);
 /* ocsp.c: ocsp (POST) and ocsp/<base64> (GET). */
 bool pki_ocsp_handle(struct pki_engine *e, struct node_request *req);
 

@@ -4,6 +4,7 @@ the responder for good, revoked and unknown certificates. The node runs with CRL
 4 KiB (COFFER_PKI_CRL_CHUNK_BYTES) so that CRLs of a few hundred entries are stored in many
 pieces, as a CRL of a million entries is with the real 512 KiB pieces."""
 import base64
+import datetime
 import os
 import subprocess
 import time
@@ -536,3 +537,120 @@ def test_auto_tidy(node):
     st = wait_for(lambda: (lambda s: s if s["state"] == "Finished" else None)(
         tidy_status(node, "pki-at")), 20)
     assert st and st["cert_store_deleted_count"] == 1
+
+
+def test_resign_crls_and_sign_revocation_list(node):
+    """issuer/:ref/resign-crls merges CRLs the issuer signed into one new CRL;
+    issuer/:ref/sign-revocation-list signs given entries and extensions. Both check their
+    input with Vault's texts and store nothing."""
+    def utc(naive):
+        return naive.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+    root = mount(node, "pki-rs")
+    ca = x509.load_pem_x509_certificate(root["certificate"].encode())
+    leafs = [issue(node, "pki-rs", cn=f"rs{i}.example.com") for i in range(3)]
+    for leaf in leafs[:2]:
+        assert revoke(node, "pki-rs", serial_number=leaf["serial_number"]).status_code == 200
+    crl_a = node.req("GET", "pki-rs/crl/pem", token="").text
+    assert revoke(node, "pki-rs", serial_number=leafs[2]["serial_number"]).status_code == 200
+    crl_b = node.req("GET", "pki-rs/crl/pem", token="").text
+
+    r = node.req("POST", "pki-rs/issuer/default/resign-crls",
+                 json={"crls": [crl_a, crl_b], "crl_number": 42, "next_update": "1h"})
+    assert r.status_code == 200, r.text
+    merged = x509.load_pem_x509_crl(r.json()["data"]["crl"].encode())
+    assert merged.is_signature_valid(ca.public_key())
+    assert serials(merged) == {hexs(leaf["serial_number"]) for leaf in leafs}
+    assert crl_number(merged) == 42
+    span = merged.next_update - merged.last_update
+    assert span.total_seconds() == 3600
+    r = node.req("POST", "pki-rs/issuer/default/resign-crls",
+                 json={"crls": [crl_a], "crl_number": 7, "delta_crl_base_number": 5,
+                       "format": "DER"})
+    assert r.status_code == 200, r.text
+    delta = x509.load_der_x509_crl(base64.b64decode(r.json()["data"]["crl"]))
+    ind = delta.extensions.get_extension_for_oid(ExtensionOID.DELTA_CRL_INDICATOR)
+    assert ind.critical and ind.value.crl_number == 5
+
+    reason = base64.b64encode(bytes([0x0a, 0x01, 0x01])).decode()  # ENUMERATED keyCompromise
+    body = {"crl_number": 9, "next_update": "2h",
+            "revoked_certs": [
+                {"serial_number": "01:02:03", "revocation_time": 1700000000,
+                 "extensions": [{"id": "2.5.29.21", "critical": False, "value": reason}]},
+                {"serial_number": "0a-0b-0c", "revocation_time": "2024-01-02T03:04:05Z"}],
+            "extensions": [{"id": "1.2.3.4.5", "critical": False, "value": "BQA="}]}
+    r = node.req("POST", "pki-rs/issuer/default/sign-revocation-list", json=body)
+    assert r.status_code == 200, r.text
+    signed = x509.load_pem_x509_crl(r.json()["data"]["crl"].encode())
+    assert signed.is_signature_valid(ca.public_key())
+    assert crl_number(signed) == 9
+    first = signed.get_revoked_certificate_by_serial_number(0x010203)
+    assert utc(first.revocation_date) == 1700000000
+    assert first.extensions.get_extension_for_class(x509.CRLReason).value.reason == \
+        x509.ReasonFlags.key_compromise
+    second = signed.get_revoked_certificate_by_serial_number(0x0a0b0c)
+    assert second.revocation_date.isoformat() == "2024-01-02T03:04:05"
+    assert signed.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.2.3.4.5"))
+    # openssl reads it too
+    out = subprocess.run(["openssl", "crl", "-noout", "-text"], input=r.json()["data"]["crl"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "Key Compromise" in out and "01020" in out.replace(":", "")
+
+    # The same serial at two times in two CRLs: the oldest wins, with Vault's warning.
+    def one(t):
+        rr = node.req("POST", "pki-rs/issuer/default/sign-revocation-list",
+                      json={"revoked_certs": [{"serial_number": "77", "revocation_time": t}]})
+        return rr.json()["data"]["crl"]
+    r = node.req("POST", "pki-rs/issuer/default/resign-crls",
+                 json={"crls": [one(1700000500), one(1700000100)]})
+    assert r.status_code == 200, r.text
+    assert "using oldest revocation time" in r.json()["warnings"][0]
+    got = x509.load_pem_x509_crl(r.json()["data"]["crl"].encode())
+    assert utc(got.get_revoked_certificate_by_serial_number(0x77).revocation_date) == 1700000100
+
+    # Refusals: Vault's texts, 400, and nothing stored (the CRL is unchanged).
+    other = mount(node, "pki-rs2")
+    other_crl = node.req("GET", "pki-rs2/crl/pem", token="").text
+    assert other["certificate"]
+    before = node.req("GET", "pki-rs/crl", token="").content
+    keys_before = node.req("LIST", "pki-rs/certs").json()["data"]["keys"]
+    bad = [
+        ("resign-crls", {"crls": [other_crl]}, "CRL index: 0 was not signed by requested issuer"),
+        ("resign-crls", {"crls": ["garbage"]}, "failed decoding crl 0"),
+        ("resign-crls", {"crls": [crl_a + crl_b]}, "failed decoding crl 0"),
+        ("resign-crls", {"crls": [crl_a], "crl_number": -1},
+         "crl_number parameter must be 0 or greater"),
+        ("resign-crls", {"crls": [crl_a], "delta_crl_base_number": -2},
+         "delta_crl_base_number parameter must be -1 or greater"),
+        ("resign-crls", {"crls": [crl_a], "next_update": "0s"},
+         "next_update parameter must be greater than 0"),
+        ("resign-crls", {"crls": [crl_a], "next_update": "soon"}, "invalid value for next_update"),
+        ("resign-crls", {"crls": [crl_a], "format": "xml"}, "unknown format value of xml"),
+        ("sign-revocation-list", {"revoked_certs": [
+            {"serial_number": "01", "revocation_time": 1}, {"serial_number": "0:1",
+                                                            "revocation_time": 2}]},
+         "duplicate serial number: 0:1, original entry 0 and 1"),
+        ("sign-revocation-list", {"revoked_certs": [{"serial_number": "zz",
+                                                     "revocation_time": 1}]},
+         "failed parsing serial_number from entry 0"),
+        ("sign-revocation-list", {"revoked_certs": [{"serial_number": "01"}]},
+         "failed parsing revocation_time from entry 0: missing 'revocation_time' field"),
+        ("sign-revocation-list", {"extensions": [{"id": "2.5.29.20", "value": ""}]},
+         "crl number object identifier (2.5.29.20) is reserved"),
+        ("sign-revocation-list", {"extensions": [{"id": "2.5.29.35", "value": ""}]},
+         "authority key object identifier (2.5.29.35) is reserved"),
+        ("sign-revocation-list", {"extensions": [{"id": "1.2.3", "value": "!!"}]},
+         "failed base64 decoding 'value' field"),
+        ("sign-revocation-list", {"extensions": [{"id": "1.2.3", "value": ""},
+                                                 {"id": "1.2.3", "value": ""}]},
+         "duplicate extension id: 1.2.3"),
+        ("sign-revocation-list", {"extensions": ["x"]}, "extension entry 0 not a map"),
+    ]
+    for path, body, msg in bad:
+        r = node.req("POST", f"pki-rs/issuer/default/{path}", json=body)
+        assert r.status_code == 400 and msg in r.json()["errors"][0], (path, body, r.text)
+    r = node.req("POST", "pki-rs/issuer/nope/sign-revocation-list", json={})
+    assert r.status_code == 400 and "unable to find PKI issuer for reference: nope" in r.text
+    assert node.req("GET", "pki-rs/issuer/default/resign-crls").status_code == 405
+    assert node.req("GET", "pki-rs/crl", token="").content == before
+    assert node.req("LIST", "pki-rs/certs").json()["data"]["keys"] == keys_before

@@ -36,6 +36,33 @@ static json_t *load(struct pki_engine *e, const char *key, const char *defaults)
     return out;
 }
 
+/* load() for the issuance path: the decoded value is kept in c and handed out (a new reference,
+ * read-only) while the key's FSM version is unchanged. */
+static json_t *load_cached(struct pki_engine *e,
+                           struct pki_config_cache *c,
+                           const char *key,
+                           const char *defaults)
+{
+    uint64_t version = 0;
+    int rv = node_view_version(e->view, key, &version);
+    if (rv != CF_OK && rv != CF_ENOTFOUND) {
+        return NULL;
+    }
+    if (rv == CF_ENOTFOUND) {
+        version = 0;
+    }
+    if (c->j != NULL && c->version == version) {
+        return json_incref(c->j);
+    }
+    json_t *j = load(e, key, defaults);
+    if (j != NULL) {
+        json_decref(c->j);
+        c->j = json_incref(j);
+        c->version = version;
+    }
+    return j;
+}
+
 /* Stores obj at key, then answers with reply (owned; NULL = 204). */
 static void save(struct pki_engine *e,
                  struct node_request *req,
@@ -432,7 +459,7 @@ int pki_config_aia(struct pki_engine *e,
         }
     }
     if (src == NULL) {
-        urls = load(e, PKI_KEY_CONFIG_URLS, urls_defaults);
+        urls = load_cached(e, &e->urls_cache, PKI_KEY_CONFIG_URLS, urls_defaults);
         if (urls == NULL) {
             cf_errmsg_printf(errmsg, "stored URL configuration is unreadable");
             return CF_ECORRUPT;
@@ -440,7 +467,9 @@ int pki_config_aia(struct pki_engine *e,
         src = urls;
         templating = json_is_true(json_object_get(urls, "enable_templating"));
     }
-    json_t *cluster = templating ? load(e, PKI_KEY_CONFIG_CLUSTER, cluster_defaults) : NULL;
+    json_t *cluster =
+        templating ? load_cached(e, &e->cluster_cache, PKI_KEY_CONFIG_CLUSTER, cluster_defaults)
+                   : NULL;
     struct pki_x509_strs *dst[] = {&t->issuing_certificates, &t->crl_distribution_points,
                                    &t->ocsp_servers};
     int rv = CF_OK;

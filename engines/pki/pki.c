@@ -39,6 +39,8 @@ static void pki_destroy(void *state)
     pki_tidy_stop(e);
     pki_snap_drop(e);
     pki_issue_drop_cache(e);
+    json_decref(e->urls_cache.j);
+    json_decref(e->cluster_cache.j);
     cf_free(e);
 }
 

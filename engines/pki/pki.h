@@ -23,6 +23,12 @@ struct pki_engine
     struct pki_role_ref *roles; /* issue.c's role cache */
     struct pki_crl_sched *crl;  /* crl_build.c's build queue and scheduler */
     struct pki_tidy *tidy;      /* tidy.c's run state and auto-tidy timer */
+    /* config.c's decoded config/urls and config/cluster for issuance, by FSM version. */
+    struct pki_config_cache
+    {
+        json_t *j;        /* read-only once cached; NULL = not cached */
+        uint64_t version; /* 0 = the key was absent (defaults) */
+    } urls_cache, cluster_cache;
 };
 
 /* issue.c: issue/sign/sign-verbatim and their issuer/:ref forms; false for other paths. */

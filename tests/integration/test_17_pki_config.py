@@ -93,3 +93,52 @@ def test_cluster_and_restart(node, pki):
         "path": "https://a.example:8200/v1/pki", "aia_path": "http://cdn.example/pki"}
     assert node.req("GET", "pki/config/crl").json()["data"]["expiry"] == "48h"
     assert node.req("GET", "pki/nothing-here").status_code == 404
+
+
+def test_issued_aia_follows_config_urls_and_cluster(node):
+    """Each issued certificate carries the AIA and CRL distribution points of config/urls as
+    they are at that moment (the engine caches the decoded config by storage version), and
+    templated URLs take config/cluster's values as they are then."""
+    from cryptography import x509
+    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+    c = node.client()
+    c.sys.enable_secrets_engine("pki", path="pki-aia", config={"max_lease_ttl": "87600h"})
+    c.write("pki-aia/root/generate/internal", common_name="AIA Root", ttl="87600h", key_type="ec")
+    c.write("pki-aia/roles/r", allow_any_name=True, ttl="1h", key_type="ec")
+
+    def urls():
+        pem = node.req("POST", "pki-aia/issue/r", json={"common_name": "a.example.com"}).json()
+        cert = x509.load_pem_x509_certificate(pem["data"]["certificate"].encode())
+        try:
+            aia = cert.extensions.get_extension_for_oid(
+                ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+            ca = [d.access_location.value for d in aia
+                  if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS]
+        except x509.ExtensionNotFound:
+            ca = []
+        try:
+            cdp = cert.extensions.get_extension_for_oid(
+                ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+            crl = [n.value for p in cdp for n in p.full_name]
+        except x509.ExtensionNotFound:
+            crl = []
+        return ca, crl
+
+    assert urls() == ([], [])
+    assert node.req("POST", "pki-aia/config/urls", json={
+        "issuing_certificates": ["http://one.example/ca"],
+        "crl_distribution_points": ["http://one.example/crl"]}).status_code in (200, 204)
+    assert urls() == (["http://one.example/ca"], ["http://one.example/crl"])
+    assert node.req("POST", "pki-aia/config/urls", json={
+        "issuing_certificates": ["http://two.example/ca"],
+        "crl_distribution_points": []}).status_code in (200, 204)
+    assert urls() == (["http://two.example/ca"], [])
+    assert node.req("POST", "pki-aia/config/cluster",
+                    json={"path": "http://c1.example/v1/pki-aia"}).status_code in (200, 204)
+    assert node.req("POST", "pki-aia/config/urls", json={
+        "issuing_certificates": ["{{cluster_path}}/ca"], "crl_distribution_points": [],
+        "enable_templating": True}).status_code in (200, 204)
+    assert urls() == (["http://c1.example/v1/pki-aia/ca"], [])
+    assert node.req("POST", "pki-aia/config/cluster",
+                    json={"path": "http://c2.example/v1/pki-aia"}).status_code in (200, 204)
+    assert urls() == (["http://c2.example/v1/pki-aia/ca"], [])

@@ -402,6 +402,41 @@ static int slice_visit(void *arg, const char *key)
     return k->n == PKI_CRL_SLICE ? 1 : 0;
 }
 
+bool pki_crl_entry_fields(const char *s, size_t n, int64_t *when, char *iid, size_t cap)
+{
+    static const char tk[] = "\"revocation_time\":";
+    static const char ik[] = "\"issuer_id\":\"";
+    const char *t = memmem(s, n, tk, sizeof(tk) - 1);
+    const char *i = memmem(s, n, ik, sizeof(ik) - 1);
+    if (t == NULL || i == NULL) {
+        return false;
+    }
+    const char *p = t + sizeof(tk) - 1;
+    const char *end = s + n;
+    bool neg = p < end && *p == '-';
+    p += neg;
+    int64_t v = 0;
+    int digits = 0;
+    while (p < end && *p >= '0' && *p <= '9' && digits < 18) {
+        v = v * 10 + (*p++ - '0');
+        digits++;
+    }
+    if (digits == 0 || (p < end && *p >= '0' && *p <= '9')) {
+        return false;
+    }
+    const char *q = i + sizeof(ik) - 1;
+    size_t k = 0;
+    while (q < end && *q != '"' && *q != '\\' && k + 1 < cap) {
+        iid[k++] = *q++;
+    }
+    if (q >= end || *q != '"') {
+        return false;
+    }
+    iid[k] = '\0';
+    *when = neg ? -v : v;
+    return true;
+}
+
 static int slice_entry(struct job *j, const char *key)
 {
     uint8_t serial[32];
@@ -409,13 +444,26 @@ static int slice_entry(struct job *j, const char *key)
     if (n == 0) {
         return CF_OK; /* not a serial (nothing else is stored there) */
     }
-    json_t *v = NULL;
-    if (pki_read_json(j->e, key, &v) != CF_OK) {
+    uint8_t *raw = NULL;
+    size_t len = 0;
+    if (node_view_get(j->e->view, key, &raw, &len) != CF_OK) {
         return CF_OK; /* deleted meanwhile by tidy */
     }
-    int64_t when = jint(v, "revocation_time");
-    const char *iid = json_string_value(json_object_get(v, "issuer_id"));
-    int idx = iid != NULL ? issuer_index(j->snap, iid) : -1;
+    int64_t when = 0;
+    char iid[128];
+    const char *id = iid;
+    json_t *v = NULL;
+    if (!pki_crl_entry_fields((const char *)raw, len, &when, iid, sizeof(iid))) {
+        v = json_loadb((const char *)raw, len, 0, NULL);
+        if (v == NULL) {
+            cf_free(raw);
+            return CF_OK; /* unreadable: as before, not on the CRL (tidy reports it) */
+        }
+        when = jint(v, "revocation_time");
+        id = json_string_value(json_object_get(v, "issuer_id"));
+    }
+    cf_free(raw);
+    int idx = id != NULL ? issuer_index(j->snap, id) : -1;
     int set = idx >= 0 && j->issuer_set[idx] >= 0 ? j->issuer_set[idx] : j->def_set;
     json_decref(v);
     return add_entry(j, set, serial, n, when);

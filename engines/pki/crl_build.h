@@ -90,4 +90,12 @@ int pki_crl_wal_put(struct node_write *w,
                     int64_t revoked_at,
                     const char *issuer_id);
 
+/* The two fields a CRL needs from a revoked/ entry (revocation_time, issuer_id into iid of cap
+ * bytes), read without parsing the whole JSON: most of an entry's bytes are the certificate's
+ * base64 DER, which jansson would walk character by character. Quotes inside JSON strings are
+ * always escaped, so "\"issuer_id\":\"" can only match a key, and entries are flat objects.
+ * False when either field is missing or not in its plain form (an escaped or too long id, a
+ * time that is not a plain integer): the caller then parses the JSON. */
+bool pki_crl_entry_fields(const char *s, size_t n, int64_t *when, char *iid, size_t cap);
+
 #endif

@@ -102,6 +102,9 @@ def test_revoke_by_serial_crl_and_openssl_verify(node, tmp_path):
     assert crl.is_signature_valid(ca.public_key())
     assert serials(crl) == {hexs(a["serial_number"])}
     assert crl_number(crl) >= 1
+    entry = crl.get_revoked_certificate_by_serial_number(int(hexs(a["serial_number"]), 16))
+    when = entry.revocation_date.replace(tzinfo=datetime.timezone.utc).timestamp()
+    assert when == d["revocation_time"]
     aki = crl.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER).value
     ski = ca.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value
     assert aki.key_identifier == ski.digest

@@ -23,6 +23,7 @@
 #include <openssl/x509v3.h>
 
 #include "engines/pki/crl.h"
+#include "engines/pki/crl_build.h"
 #include "engines/pki/key.h"
 #include "engines/pki/x509.h"
 #include "lib/err.h"
@@ -300,6 +301,52 @@ static void test_big(void **state)
     free_ca(&ca);
 }
 
+/* The revoked/ entry reader agrees with jansson on the entries Coffer writes and declines
+ * (for the caller to parse) whatever is not in the plain form. */
+static void test_entry_fields(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "{\"certificate_bytes\":\"MIIB+/"
+        "==\",\"issuer_id\":\"6f1c2a4e-0000-4000-8000-0123456789ab\","
+        "\"revocation_time\":1700000000,\"revocation_time_utc\":\"2023-11-14T22:13:20Z\"}",
+        "{\"revocation_time\":-5,\"issuer_id\":\"\"}",
+        "{ \"issuer_id\":\"x\", \"revocation_time\":0 }",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        int64_t when = 99;
+        char id[128];
+        assert_true(pki_crl_entry_fields(good[i], strlen(good[i]), &when, id, sizeof(id)));
+        json_t *j = json_loads(good[i], 0, NULL);
+        assert_non_null(j);
+        assert_int_equal(when, json_integer_value(json_object_get(j, "revocation_time")));
+        assert_string_equal(id, json_string_value(json_object_get(j, "issuer_id")));
+        json_decref(j);
+    }
+    static const char *const declined[] = {
+        "{\"issuer_id\":\"a\"}",
+        "{\"revocation_time\":5}",
+        "{\"issuer_id\":\"a\\u0041\",\"revocation_time\":5}",
+        "{\"issuer_id\":\"a\",\"revocation_time\":\"5\"}",
+        "{\"issuer_id\":\"a\",\"revocation_time\":12345678901234567890}",
+        "{\"issuer_id\":\"unterminated",
+        "{\"note\":\"\\\"issuer_id\\\":\\\"a\\\"\",\"revocation_time\":5}",
+    };
+    for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++) {
+        int64_t when = 0;
+        char id[128];
+        if (pki_crl_entry_fields(declined[i], strlen(declined[i]), &when, id, sizeof(id))) {
+            fail_msg("accepted %s", declined[i]);
+        }
+    }
+    /* an id longer than the buffer is declined, not cut */
+    char big[400];
+    snprintf(big, sizeof(big), "{\"issuer_id\":\"%0200d\",\"revocation_time\":1}", 7);
+    int64_t when = 0;
+    char id[128];
+    assert_false(pki_crl_entry_fields(big, strlen(big), &when, id, sizeof(id)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_ec),           cmocka_unit_test(test_ed25519_empty),
         cmocka_unit_test(test_entry_bounds), cmocka_unit_test(test_sigalg),
         cmocka_unit_test(test_pem_cli),      cmocka_unit_test(test_big),
+        cmocka_unit_test(test_entry_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * signed (typically one per cluster) into one CRL signed again by that issuer, and
  * issuer/:ref/sign-revocation-list signs a CRL from a list of entries given in the request.
  * Neither stores anything. Parameters are checked on the loop with Vault's texts (400); the
- * CRL is encoded with crl.c and signed on the worker pool.
+ * given CRLs are decoded, verified against the issuer's key and merged, and the new CRL encoded
+ * with crl.c and signed, on the worker pool.
  */
 #include <ctype.h>
 #include <string.h>
@@ -49,6 +50,7 @@ struct sign_job
     STACK_OF(X509_EXTENSION) * exts;
     bool der;
     json_t *warnings;
+    json_t *crls; /* resign-crls: the PEM CRLs, read and merged on the worker pool */
     uint8_t *out;
     size_t out_len;
     int rv;
@@ -63,6 +65,7 @@ static void job_free(struct sign_job *j)
     cf_free(j->entries);
     sk_X509_EXTENSION_pop_free(j->exts, X509_EXTENSION_free);
     json_decref(j->warnings);
+    json_decref(j->crls);
     cf_free(j->out);
     if (j->snap != NULL) {
         pki_snap_release(j->snap);
@@ -76,7 +79,7 @@ static void fail(struct sign_job *j, int status, const char *msg)
     job_free(j);
 }
 
-/* Appends an entry; *index is where it went. */
+/* Appends an entry (serial as a big-endian magnitude). */
 static int entry_push(struct sign_job *j, const uint8_t *serial, size_t n, int64_t at)
 {
     while (n > 1 && serial[0] == 0) {
@@ -231,25 +234,18 @@ static X509_CRL *pem_crl(const char *pem, char *why, size_t why_size)
 {
     BIO *b = BIO_new_mem_buf(pem, -1);
     X509_CRL *crl = b != NULL ? PEM_read_bio_X509_CRL(b, NULL, NULL, NULL) : NULL;
-    if (crl == NULL) {
-        snprintf(why, why_size, "no valid PEM encoded CRL found");
-    } else {
-        char rest[64];
-        int n;
-        while ((n = BIO_read(b, rest, sizeof(rest))) > 0) {
-            for (int i = 0; i < n; i++) {
-                if (!isspace((unsigned char)rest[i])) {
-                    snprintf(why, why_size, "invalid crl; should be one PEM block only");
-                    X509_CRL_free(crl);
-                    crl = NULL;
-                    n = 0;
-                    break;
-                }
-            }
-            if (crl == NULL) {
-                break;
-            }
+    char *rest = NULL;
+    long n = crl != NULL ? BIO_get_mem_data(b, &rest) : 0;
+    for (long i = 0; i < n; i++) {
+        if (!isspace((unsigned char)rest[i])) {
+            X509_CRL_free(crl);
+            crl = NULL;
+            snprintf(why, why_size, "invalid crl; should be one PEM block only");
+            break;
         }
+    }
+    if (crl == NULL && n == 0) {
+        snprintf(why, why_size, "no valid PEM encoded CRL found");
     }
     BIO_free(b);
     ERR_clear_error();
@@ -308,47 +304,49 @@ static int resign_params(struct sign_job *j, struct pki_engine *e, const char *r
     if (rv == CF_OK) {
         rv = parse_numbers(j);
     }
-    json_t *crls = NULL;
     if (rv == CF_OK) {
-        rv = pki_field_strings(j->req->data, "crls", &crls, j->errmsg);
+        rv = pki_field_strings(j->req->data, "crls", &j->crls, j->errmsg);
         if (rv == CF_ENOTFOUND) {
-            crls = json_array();
-            rv = crls != NULL ? CF_OK : CF_ENOMEM;
-        }
-    }
-    size_t n = json_array_size(crls);
-    X509_CRL **parsed = rv == CF_OK ? cf_calloc(n + 1, sizeof(*parsed)) : NULL;
-    if (rv == CF_OK && parsed == NULL) {
-        rv = CF_ENOMEM;
-    }
-    for (size_t i = 0; rv == CF_OK && i < n; i++) {
-        char why[96];
-        parsed[i] = pem_crl(json_string_value(json_array_get(crls, i)), why, sizeof(why));
-        if (parsed[i] == NULL) {
-            cf_errmsg_printf(j->errmsg, "failed decoding crl %zu: %s", i, why);
-            rv = CF_EINVAL;
+            j->crls = json_array();
+            rv = j->crls != NULL ? CF_OK : CF_ENOMEM;
         }
     }
     if (rv == CF_OK) {
         rv = resolve_issuer(e, j, ref);
     }
-    EVP_PKEY *pub = rv == CF_OK ? X509_get0_pubkey(j->p.issuer) : NULL;
-    for (size_t i = 0; rv == CF_OK && i < n; i++) {
-        if (pub == NULL || X509_CRL_verify(parsed[i], pub) != 1) {
+    return rv;
+}
+
+/* On the worker: decodes the given CRLs, checks each was signed by the issuer's key and merges
+ * their entries. CF_EINVAL with Vault's text for a CRL that is not one PEM block or was signed
+ * by another key. */
+static int resign_read(struct sign_job *j)
+{
+    EVP_PKEY *pub = X509_get0_pubkey(j->p.issuer);
+    size_t i;
+    const json_t *v;
+    int rv = CF_OK;
+    json_array_foreach(j->crls, i, v)
+    {
+        char why[96] = "";
+        X509_CRL *crl = pem_crl(json_string_value(v), why, sizeof(why));
+        if (crl == NULL) {
+            cf_errmsg_printf(j->errmsg, "failed decoding crl %zu: %s", i, why);
+            return CF_EINVAL;
+        }
+        if (pub == NULL || X509_CRL_verify(crl, pub) != 1) {
             ERR_clear_error();
             cf_errmsg_printf(j->errmsg, "CRL index: %zu was not signed by requested issuer", i);
             rv = CF_EINVAL;
+        } else {
+            rv = merge(j, crl);
+        }
+        X509_CRL_free(crl);
+        if (rv != CF_OK) {
+            return rv;
         }
     }
-    for (size_t i = 0; rv == CF_OK && i < n; i++) {
-        rv = merge(j, parsed[i]);
-    }
-    for (size_t i = 0; parsed != NULL && i < n; i++) {
-        X509_CRL_free(parsed[i]);
-    }
-    cf_free(parsed);
-    json_decref(crls);
-    return rv;
+    return CF_OK;
 }
 
 /* sign-revocation-list ----------------------------------------------------------------------- */
@@ -669,7 +667,7 @@ static void sign_work(void *arg)
     struct sign_job *j = arg;
     struct cf_buf entries;
     cf_buf_init(&entries);
-    j->rv = CF_OK;
+    j->rv = j->crls != NULL ? resign_read(j) : CF_OK;
     for (size_t i = 0; j->rv == CF_OK && i < j->n_entries; i++) {
         const struct entry *e = &j->entries[i];
         j->rv = pki_crl_entry_add_ext(&entries, e->serial, e->serial_len, e->revoked_at, e->exts,
@@ -685,6 +683,10 @@ static void sign_work(void *arg)
 static void sign_after(void *arg, int status)
 {
     struct sign_job *j = arg;
+    if (status == CF_OK && j->rv == CF_EINVAL) { /* a refused CRL (resign-crls) */
+        fail(j, 400, j->errmsg);
+        return;
+    }
     if (status != CF_OK || j->rv != CF_OK) {
         pki_done(j->req, node_response_error(500, "error creating new CRL: %s",
                                              j->errmsg[0] ? j->errmsg : cf_strerror(status)));

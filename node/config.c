@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -215,6 +216,29 @@ static int parse_listener(struct walk *w, const struct cf_hcl *v, struct node_co
     return rv;
 }
 
+/* A seal block's value as text: Vault's seals take strings, and accept booleans and numbers. */
+static int seal_value_text(struct walk *w, const char *k, const struct cf_hcl *e, char **out)
+{
+    char num[64];
+    const char *text = NULL;
+    if (e->kind == CF_HCL_STRING) {
+        text = e->str;
+    } else if (e->kind == CF_HCL_BOOL) {
+        text = e->b ? "true" : "false";
+    } else if (e->kind == CF_HCL_NUMBER) {
+        if (e->is_int) {
+            snprintf(num, sizeof(num), "%lld", (long long)e->i);
+        } else {
+            snprintf(num, sizeof(num), "%.17g", e->num);
+        }
+        text = num;
+    } else {
+        return fail(w, e, "seal field %s must be a string, not a %s", k, cf_hcl_kind_name(e->kind));
+    }
+    *out = cf_strdup(text);
+    return *out ? CF_OK : CF_ENOMEM;
+}
+
 static int parse_seal(struct walk *w, const struct cf_hcl *v, struct node_config *cfg)
 {
     const char *type = NULL;
@@ -223,13 +247,63 @@ static int parse_seal(struct walk *w, const struct cf_hcl *v, struct node_config
     if (rv != CF_OK) {
         return rv;
     }
-    if (strcmp(type, "shamir") != 0) {
-        return fail(w, v, "seal type \"%s\" is not supported by this build; use seal \"shamir\"",
+    if (strcmp(type, "shamir") != 0 && strcmp(type, "static") != 0 && strcmp(type, "pkcs11") != 0) {
+        return fail(w, v,
+                    "seal type \"%s\" is not supported by this build; use \"shamir\", "
+                    "\"static\" or \"pkcs11\"",
                     type);
     }
-    cf_free(cfg->seal_type);
-    cfg->seal_type = cf_strdup(type);
-    return cfg->seal_type ? CF_OK : CF_ENOMEM;
+    if (cfg->n_seals == NODE_CONFIG_MAX_SEALS) {
+        return fail(w, v, "at most %d seal blocks are allowed (two only while migrating)",
+                    NODE_CONFIG_MAX_SEALS);
+    }
+    struct node_seal_stanza *st = &cfg->seals[cfg->n_seals++];
+    snprintf(st->type, sizeof(st->type), "%s", type);
+    st->line = v->line;
+    for (size_t i = 0; i < body->n_entries && rv == CF_OK; i++) {
+        const char *k = body->entries[i].key;
+        const struct cf_hcl *e = body->entries[i].value;
+        if (node_seal_param(st, k) != NULL) {
+            rv = fail(w, e, "seal \"%s\": %s is given twice", type, k);
+        } else if (strcmp(k, "disabled") == 0) {
+            rv = get_bool(w, k, e, &st->disabled);
+        } else if (st->n_params == NODE_SEAL_MAX_PARAMS) {
+            rv = fail(w, e, "seal \"%s\": too many fields", type);
+        } else {
+            st->keys[st->n_params] = cf_strdup(k);
+            rv = st->keys[st->n_params] ? seal_value_text(w, k, e, &st->values[st->n_params])
+                                        : CF_ENOMEM;
+            if (rv != CF_OK) {
+                CF_FREE(st->keys[st->n_params]);
+            } else {
+                st->n_params++;
+            }
+        }
+    }
+    return rv;
+}
+
+/* At most one enabled seal; without a seal block, SEAL_UNSEAL_PROVIDER in the environment
+ * selects the static seal (its fields then come from the environment), else Shamir. */
+static int check_seals(struct walk *w, struct node_config *cfg)
+{
+    size_t enabled = 0;
+    for (size_t i = 0; i < cfg->n_seals; i++) {
+        enabled += cfg->seals[i].disabled ? 0 : 1;
+    }
+    if (cfg->n_seals == 2 && enabled != 1) {
+        cf_errmsg_printf(w->errmsg,
+                         "%s:%d: with two seal blocks exactly one must have disabled = \"true\" "
+                         "(the seal being migrated away from)",
+                         w->file, cfg->seals[1].line);
+        return CF_EINVAL;
+    }
+    if (cfg->n_seals == 0) {
+        const char *p = getenv("SEAL_UNSEAL_PROVIDER");
+        struct node_seal_stanza *st = &cfg->seals[cfg->n_seals++];
+        snprintf(st->type, sizeof(st->type), "%s", p && p[0] ? "static" : "shamir");
+    }
+    return CF_OK;
 }
 
 static int walk_root(struct walk *w, const struct cf_hcl *root, struct node_config *cfg)
@@ -258,6 +332,8 @@ static int walk_root(struct walk *w, const struct cf_hcl *root, struct node_conf
             rv = get_bool(w, k, e, &cfg->disable_mlock);
         } else if (strcmp(k, "ui") == 0) {
             rv = get_bool(w, k, e, &cfg->ui);
+        } else if (strcmp(k, "raw_storage_endpoint") == 0) {
+            rv = get_bool(w, k, e, &cfg->raw_storage_endpoint);
         } else if (strcmp(k, "log_level") == 0) {
             rv = get_string(w, k, e, &cfg->log_level);
             enum cf_log_level lvl;
@@ -272,7 +348,6 @@ static int walk_root(struct walk *w, const struct cf_hcl *root, struct node_conf
                    strcmp(k, "disable_performance_standby") == 0 || strcmp(k, "pid_file") == 0 ||
                    strcmp(k, "enable_response_header_hostname") == 0 ||
                    strcmp(k, "enable_response_header_raft_node_id") == 0 ||
-                   strcmp(k, "raw_storage_endpoint") == 0 ||
                    strcmp(k, "introspection_endpoint") == 0 || strcmp(k, "telemetry") == 0 ||
                    strcmp(k, "log_format") == 0 || strcmp(k, "disable_cache") == 0) {
             /* Accepted Vault keys without behaviour yet. */
@@ -288,9 +363,8 @@ static int walk_root(struct walk *w, const struct cf_hcl *root, struct node_conf
         cf_errmsg_printf(w->errmsg, "%s: at least one listener \"tcp\" block is required", w->file);
         rv = CF_EINVAL;
     }
-    if (rv == CF_OK && cfg->seal_type == NULL) {
-        cfg->seal_type = cf_strdup("shamir");
-        rv = cfg->seal_type ? CF_OK : CF_ENOMEM;
+    if (rv == CF_OK) {
+        rv = check_seals(w, cfg);
     }
     return rv;
 }
@@ -349,6 +423,8 @@ void node_config_close(struct node_config *cfg)
     cf_free(cfg->api_addr);
     cf_free(cfg->cluster_addr);
     cf_free(cfg->log_level);
-    cf_free(cfg->seal_type);
+    for (size_t i = 0; i < cfg->n_seals; i++) {
+        node_seal_stanza_clear(&cfg->seals[i]);
+    }
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -11,8 +11,10 @@
 #include <stdint.h>
 
 #include "lib/err.h"
+#include "node/seal.h"
 
 #define NODE_CONFIG_MAX_LISTENERS 8
+#define NODE_CONFIG_MAX_SEALS 2
 
 struct node_listener_config
 {
@@ -38,7 +40,11 @@ struct node_config
     bool disable_mlock;
     char *log_level; /* NULL = info */
     bool ui;
-    char *seal_type; /* "shamir" */
+    bool raw_storage_endpoint;
+    /* The seal blocks in file order; never empty after loading (Shamir when the file has none).
+     * Two only while migrating: then exactly one is disabled. */
+    struct node_seal_stanza seals[NODE_CONFIG_MAX_SEALS];
+    size_t n_seals;
 };
 
 /* Reads and validates FILE. On error errmsg is "FILE:LINE: what is wrong" (or "FILE: ..."). */

@@ -418,7 +418,8 @@ static void dispatch(struct node_core *core, struct node_request *req)
     struct core_call *call = req->core_priv;
     if (node__token_api_handle(core, req, &call->token, call->sudo) ||
         node__wrap_api_handle(core, req) || node__mount_api_handle(core, req) ||
-        node__audit_api_handle(core, req)) {
+        node__audit_api_handle(core, req) || node__seal_api_handle(core, req, call->sudo) ||
+        node__raw_api_handle(core, req)) {
         return;
     }
     if (strncmp(req->path, "sys/policies/acl", 16) == 0 ||
@@ -734,9 +735,11 @@ int node_core_new(uv_loop_t *loop,
 {
     struct node_core *core = cf_calloc(1, sizeof(*core));
     if (core == NULL) {
+        node_seal_free(cfg->seal);
         cf_errmsg_printf(errmsg, "out of memory");
         return CF_ENOMEM;
     }
+    core->auto_seal = cfg->seal;
     core->loop = loop;
     core->sealed = true;
     core->storage_path = cf_strdup(cfg->storage_path);
@@ -802,6 +805,10 @@ void node__load_seal_config(struct node_core *core)
     snprintf(core->seal.type, sizeof(core->seal.type), "%s", type ? type : "shamir");
     core->seal.shares = (unsigned)json_integer_value(json_object_get(j, "secret_shares"));
     core->seal.threshold = (unsigned)json_integer_value(json_object_get(j, "secret_threshold"));
+    core->seal.recovery_shares =
+        (unsigned)json_integer_value(json_object_get(j, "recovery_shares"));
+    core->seal.recovery_threshold =
+        (unsigned)json_integer_value(json_object_get(j, "recovery_threshold"));
     json_decref(j);
 }
 
@@ -826,6 +833,12 @@ static void store_ready_cb(struct rft_store *s, void *arg)
         CF_LOG(CF_LOG_INFO, "storage ready applied_index=%llu initialized=%s",
                (unsigned long long)rft_store_applied_index(core->store),
                node__initialized(core) ? "true" : "false");
+        if (node__initialized(core) && core->auto_seal != NULL) {
+            char errmsg[CF_ERRMSG_SIZE] = "";
+            if (node__auto_unseal(core, errmsg) != CF_OK && errmsg[0] != '\0') {
+                CF_LOG(CF_LOG_ERROR, "auto-unseal failed, the node stays sealed: %s", errmsg);
+            }
+        }
     }
     if (core->on_storage_ready != NULL) {
         void (*fn)(struct node_core *) = core->on_storage_ready;
@@ -875,6 +888,7 @@ static void core_free(struct node_core *core)
     node__policy_store_free(core->policies);
     audit_broker_close(core->audit, NULL, NULL);
     barrier_free(core->barrier);
+    node_seal_free(core->auto_seal);
     cf_free(core->storage_path);
     cf_free(core->node_id);
     cf_free(core->api_addr);

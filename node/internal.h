@@ -16,6 +16,7 @@
 #include "lib/mem.h"
 #include "node/core.h"
 #include "node/engine.h"
+#include "node/seal.h"
 #include "raft/store.h"
 
 struct barrier;
@@ -42,6 +43,7 @@ struct node_view
 {
     struct node_core *core; /* borrowed */
     char *prefix;           /* owned: "logical/<uuid>/" */
+    bool seal_wrap;         /* values pass through core->auto_seal before the barrier */
 };
 
 struct node_mount
@@ -68,9 +70,11 @@ struct node_mount
 
 struct node_seal_config
 {
-    char type[16]; /* "shamir" */
+    char type[16]; /* the seal init used: "shamir", "static", "pkcs11" */
     unsigned shares;
     unsigned threshold;
+    unsigned recovery_shares; /* auto-unseal seals only */
+    unsigned recovery_threshold;
 };
 
 struct node_core
@@ -97,6 +101,7 @@ struct node_core
     bool sealed;
     bool initializing;
     struct node_seal_config seal;                    /* valid when initialized */
+    struct node_seal *auto_seal;                     /* the configured auto-unseal seal, or NULL */
     struct cf_secret *unseal_parts[NODE_MAX_SHARES]; /* keys entered so far */
     unsigned n_unseal_parts;
     char unseal_nonce[37];
@@ -150,6 +155,27 @@ void node__fail_later(struct node_core *core, node_write_cb cb, void *arg, int s
 /* Commits a raft batch; cb as node_write_commit. Takes ownership of b. */
 void node__commit(struct node_core *core, struct rft_batch *b, node_write_cb cb, void *arg);
 
+/* autounseal.c: keys kept by an auto-unseal seal (core->auto_seal). */
+#define NODE_KEY_SEAL_UNSEAL_KEY "core/seal-unseal-key" /* raw: unseal key under the seal */
+#define NODE_KEY_RECOVERY_KEY "core/recovery-key"       /* raw: recovery key under the seal */
+/* Unseals with the unseal key the seal keeps, when the node is initialized and sealed and the
+ * seal is ready. CF_OK with errmsg empty when there is nothing to do (no seal, not ready, not
+ * sealed); otherwise errmsg says what failed and the node stays sealed. */
+int node__auto_unseal(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]);
+/* For init under an auto-unseal seal: adds the unseal key and a new recovery key, both
+ * encrypted by the seal, to the batch. *recovery_key receives the recovery key to split. */
+int node__auto_seal_init_put(struct node_core *core,
+                             struct rft_batch *b,
+                             const struct cf_secret *unseal_key,
+                             struct cf_secret **recovery_key,
+                             char errmsg[CF_ERRMSG_SIZE]);
+
+/* seal_api.c: sys/tools/seal-key; true when it handled the request. */
+bool node__seal_api_handle(struct node_core *core, struct node_request *req, bool sudo);
+
+/* raw_api.c: sys/raw reads when the config enables raw_storage_endpoint. */
+bool node__raw_api_handle(struct node_core *core, struct node_request *req);
+
 /* lifecycle.c: the bare-JSON sys endpoints. Returns true when it handled the request. */
 bool node__lifecycle_handle(struct node_core *core, struct node_request *req);
 /* Drops every key and mount (the seal itself). */
@@ -159,19 +185,24 @@ int node__unseal_with_key(struct node_core *core,
                           const uint8_t *key,
                           size_t len,
                           char errmsg[CF_ERRMSG_SIZE]);
-/* Initializes (shares/threshold) and calls cb with the keys (hex array, base64 array) and the
- * root token, or an error. root_token_id NULL = random. */
+struct node_init_params
+{
+    unsigned shares; /* Shamir: the unseal key's shares; ignored under an auto-unseal seal */
+    unsigned threshold;
+    unsigned recovery_shares; /* auto-unseal seals: the recovery key's shares */
+    unsigned recovery_threshold;
+    const char *root_token_id; /* NULL = random */
+};
+/* Initializes and calls cb with sys/init's response object (keys, keys_base64, recovery_keys,
+ * recovery_keys_base64 under an auto-unseal seal, root_token; borrowed), or an error. Under an
+ * auto-unseal seal the node is unsealed when cb runs; under Shamir it is sealed. */
 typedef void (*node_init_cb)(struct node_core *core,
                              void *arg,
                              int status,
-                             json_t *keys_hex,
-                             json_t *keys_b64,
-                             const char *root_token,
+                             json_t *result,
                              const char *errmsg);
 void node__initialize(struct node_core *core,
-                      unsigned shares,
-                      unsigned threshold,
-                      const char *root_token_id,
+                      const struct node_init_params *p,
                       node_init_cb cb,
                       void *arg);
 

@@ -64,13 +64,19 @@ static void reset_unseal_progress(struct node_core *core)
 static json_t *seal_status_json(struct node_core *core)
 {
     bool init = node__initialized(core);
-    json_t *j =
-        json_pack("{s:s,s:b,s:b,s:i,s:i,s:i,s:s,s:s,s:s,s:b,s:b,s:s}", "type",
-                  init ? core->seal.type : "shamir", "initialized", init, "sealed", core->sealed,
-                  "t", init ? (int)core->seal.threshold : 0, "n", init ? (int)core->seal.shares : 0,
-                  "progress", (int)core->n_unseal_parts, "nonce", core->unseal_nonce, "version",
-                  COFFER_VERSION, "build_date", "2026-11-22T00:00:00Z", "migration", 0,
-                  "recovery_seal", 0, "storage_type", "raft");
+    bool recovery = core->auto_seal != NULL;
+    const char *type = recovery ? core->auto_seal->ops->type : "shamir";
+    unsigned t = recovery ? core->seal.recovery_threshold : core->seal.threshold;
+    unsigned n = recovery ? core->seal.recovery_shares : core->seal.shares;
+    json_t *j = json_pack("{s:s,s:b,s:b,s:i,s:i,s:i,s:s,s:s,s:s,s:b,s:b,s:s}", "type",
+                          init ? core->seal.type : type, "initialized", init, "sealed",
+                          core->sealed, "t", init ? (int)t : 0, "n", init ? (int)n : 0, "progress",
+                          (int)core->n_unseal_parts, "nonce", core->unseal_nonce, "version",
+                          COFFER_VERSION, "build_date", "2026-11-22T00:00:00Z", "migration", 0,
+                          "recovery_seal", recovery, "storage_type", "raft");
+    if (j != NULL && recovery) {
+        json_object_set_new(j, "recovery_seal_type", json_string("shamir"));
+    }
     if (j != NULL && !core->sealed) {
         json_object_set_new(j, "cluster_name", json_string(core->cluster_name));
         json_object_set_new(j, "cluster_id", json_string(core->cluster_id));
@@ -227,8 +233,58 @@ static int decode_key(const char *s, struct cf_secret **out)
     return *out ? CF_OK : CF_ENOMEM;
 }
 
+/* sys/unseal under an auto-unseal seal: a seal that takes its key from an operator (the static
+ * seal's manual provider) gets it here, also before init; then the node unseals with the key the
+ * seal keeps. Recovery keys do not unseal (they authorize generate-root and rekey). */
+static void handle_auto_unseal(struct node_core *core, struct node_request *req, json_t *jkey)
+{
+    struct node_seal *seal = core->auto_seal;
+    char errmsg[CF_ERRMSG_SIZE] = "";
+    if (!seal->ops->ready(seal)) {
+        if (seal->ops->provide_key == NULL) {
+            node_request_done(req, node_response_error(500, "the seal is not available"));
+            return;
+        }
+        if (!json_is_string(jkey) || json_string_length(jkey) == 0) {
+            node_request_done(req, node_response_error(400,
+                                                       "'key' must be specified in request "
+                                                       "body as JSON, or 'reset' set to true"));
+            return;
+        }
+        int rv = seal->ops->provide_key(seal, json_string_value(jkey), errmsg);
+        if (rv != CF_OK) {
+            node_request_done(req, node_response_error(rv == CF_EAUTH ? 400 : 500,
+                                                       "unseal failed, invalid key: %s", errmsg));
+            return;
+        }
+        CF_LOG(CF_LOG_INFO, "the seal key was provided through sys/unseal");
+    }
+    if (node__initialized(core) && core->sealed) {
+        int rv = node__auto_unseal(core, errmsg);
+        if (rv != CF_OK) {
+            CF_LOG(CF_LOG_ERROR, "auto-unseal failed: %s", errmsg);
+            node_request_done(req, node_response_error(500, "unseal failed: %s", errmsg));
+            return;
+        }
+    }
+    node_request_done(req, bare(200, seal_status_json(core)));
+}
+
 static void handle_unseal(struct node_core *core, struct node_request *req)
 {
+    if (core->auto_seal != NULL) {
+        json_t *jreset = json_object_get(req->data, "reset");
+        if (jreset != NULL && !json_is_boolean(jreset)) {
+            node_request_done(req, node_response_error(400, "'reset' must be a boolean"));
+            return;
+        }
+        if (json_is_true(jreset)) {
+            node_request_done(req, bare(200, seal_status_json(core)));
+            return;
+        }
+        handle_auto_unseal(core, req, json_object_get(req->data, "key"));
+        return;
+    }
     if (!node__initialized(core)) {
         node_request_done(req, node_response_error(400, "Vault is not initialized"));
         return;
@@ -339,8 +395,11 @@ struct init_op
     struct node_core *core;
     unsigned shares;
     unsigned threshold;
+    unsigned recovery_shares; /* auto-unseal seals */
+    unsigned recovery_threshold;
     char root_token[129];
     struct cf_secret *unseal_key;
+    struct cf_secret *recovery_key; /* auto-unseal seals, once the batch is built */
     node_init_cb cb;
     void *arg;
 };
@@ -348,6 +407,7 @@ struct init_op
 static void init_op_free(struct init_op *op)
 {
     cf_secret_free(op->unseal_key);
+    cf_secret_free(op->recovery_key);
     cf_cleanse(op->root_token, sizeof(op->root_token));
     cf_free(op);
 }
@@ -357,22 +417,26 @@ static void init_fail(struct init_op *op, int status, const char *msg)
     struct node_core *core = op->core;
     core->initializing = false;
     barrier_seal(core->barrier);
-    op->cb(core, op->arg, status, NULL, NULL, NULL, msg);
+    op->cb(core, op->arg, status, NULL, msg);
     init_op_free(op);
 }
 
-static int split_keys(struct init_op *op, json_t **hex_out, json_t **b64_out)
+/* Splits a key into n shares of threshold t (n = 1: the key itself) as hex and base64 arrays. */
+static int split_keys(const struct cf_secret *key,
+                      unsigned n,
+                      unsigned t,
+                      json_t **hex_out,
+                      json_t **b64_out)
 {
     json_t *hex = json_array();
     json_t *b64 = json_array();
     struct cf_secret **shares = NULL;
     int rv = (hex && b64) ? CF_OK : CF_ENOMEM;
-    if (rv == CF_OK && op->shares > 1) {
-        rv = cf_shamir_split(op->unseal_key->data, op->unseal_key->len, op->shares, op->threshold,
-                             &shares);
+    if (rv == CF_OK && n > 1) {
+        rv = cf_shamir_split(key->data, key->len, n, t, &shares);
     }
-    for (unsigned i = 0; rv == CF_OK && i < op->shares; i++) {
-        const struct cf_secret *s = shares ? shares[i] : op->unseal_key;
+    for (unsigned i = 0; rv == CF_OK && i < n; i++) {
+        const struct cf_secret *s = shares ? shares[i] : key;
         char h[2 * (UNSEAL_KEY_LEN + 1) + 1];
         cf_hex_encode(s->data, s->len, h);
         char *b = cf_base64_encode(s->data, s->len);
@@ -387,7 +451,7 @@ static int split_keys(struct init_op *op, json_t **hex_out, json_t **b64_out)
         cf_free(b);
     }
     if (shares != NULL) {
-        cf_shamir_free_shares(shares, op->shares);
+        cf_shamir_free_shares(shares, n);
     }
     if (rv != CF_OK) {
         json_decref(hex);
@@ -410,18 +474,49 @@ static void init_committed_cb(void *arg, int status)
     node__load_seal_config(core);
     json_t *hex = NULL;
     json_t *b64 = NULL;
-    int rv = split_keys(op, &hex, &b64);
+    json_t *rhex = NULL;
+    json_t *rb64 = NULL;
+    json_t *result = NULL;
+    char errmsg[CF_ERRMSG_SIZE] = "split the keys";
+    bool recovery = op->recovery_key != NULL;
+    int rv = recovery ? split_keys(op->recovery_key, op->recovery_shares, op->recovery_threshold,
+                                   &rhex, &rb64)
+                      : split_keys(op->unseal_key, op->shares, op->threshold, &hex, &b64);
     core->initializing = false;
-    /* Shamir: the node stays sealed after init. */
+    /* Shamir: the node stays sealed after init; an auto-unseal seal unseals it at once. */
     barrier_seal(core->barrier);
-    if (rv != CF_OK) {
-        op->cb(core, op->arg, rv, NULL, NULL, NULL, "split the unseal key");
-    } else {
-        CF_LOG(CF_LOG_INFO, "initialized shares=%u threshold=%u", op->shares, op->threshold);
-        op->cb(core, op->arg, CF_OK, hex, b64, op->root_token, NULL);
+    if (rv == CF_OK && recovery) {
+        hex = json_array();
+        b64 = json_array();
+        rv = hex && b64
+                 ? node__unseal_with_key(core, op->unseal_key->data, op->unseal_key->len, errmsg)
+                 : CF_ENOMEM;
     }
+    if (rv == CF_OK) {
+        result = json_pack("{s:O,s:O,s:s}", "keys", hex, "keys_base64", b64, "root_token",
+                           op->root_token);
+        rv = result ? CF_OK : CF_ENOMEM;
+    }
+    if (rv == CF_OK && recovery) {
+        json_object_set(result, "recovery_keys", rhex);
+        json_object_set(result, "recovery_keys_base64", rb64);
+    }
+    if (rv != CF_OK) {
+        op->cb(core, op->arg, rv, NULL, errmsg);
+    } else {
+        if (recovery) {
+            CF_LOG(CF_LOG_INFO, "initialized seal=%s recovery_shares=%u recovery_threshold=%u",
+                   core->seal.type, op->recovery_shares, op->recovery_threshold);
+        } else {
+            CF_LOG(CF_LOG_INFO, "initialized shares=%u threshold=%u", op->shares, op->threshold);
+        }
+        op->cb(core, op->arg, CF_OK, result, NULL);
+    }
+    json_decref(result);
     json_decref(hex);
     json_decref(b64);
+    json_decref(rhex);
+    json_decref(rb64);
     init_op_free(op);
 }
 
@@ -442,8 +537,14 @@ static int build_init_batch(struct init_op *op, struct rft_batch *b, char *errms
     if (rv != CF_OK) {
         return rv;
     }
-    json_t *sc = json_pack("{s:s,s:i,s:i}", "type", "shamir", "secret_shares", (int)op->shares,
-                           "secret_threshold", (int)op->threshold);
+    struct node_seal *seal = core->auto_seal;
+    json_t *sc =
+        json_pack("{s:s,s:i,s:i}", "type", seal ? seal->ops->type : "shamir", "secret_shares",
+                  (int)op->shares, "secret_threshold", (int)op->threshold);
+    if (sc != NULL && seal != NULL) {
+        json_object_set_new(sc, "recovery_shares", json_integer(op->recovery_shares));
+        json_object_set_new(sc, "recovery_threshold", json_integer(op->recovery_threshold));
+    }
     char *scs = sc ? cf_json_dumps(sc, NULL) : NULL;
     json_decref(sc);
     rv =
@@ -456,6 +557,9 @@ static int build_init_batch(struct init_op *op, struct rft_batch *b, char *errms
     if (rv == CF_OK) {
         rv = rft_batch_put(b, NODE_KEY_ROOT, blob, len);
         CF_FREE(blob);
+    }
+    if (rv == CF_OK && seal != NULL) {
+        rv = node__auto_seal_init_put(core, b, op->unseal_key, &op->recovery_key, errmsg);
     }
     if (rv == CF_OK) {
         rv = barrier_encode_keyring(core->barrier, &blob, &len);
@@ -545,32 +649,32 @@ static void init_storage_ready(struct node_core *core)
 }
 
 void node__initialize(struct node_core *core,
-                      unsigned shares,
-                      unsigned threshold,
-                      const char *root_token_id,
+                      const struct node_init_params *p,
                       node_init_cb cb,
                       void *arg)
 {
     struct init_op *op = cf_calloc(1, sizeof(*op));
     if (op == NULL) {
-        cb(core, arg, CF_ENOMEM, NULL, NULL, NULL, "out of memory");
+        cb(core, arg, CF_ENOMEM, NULL, "out of memory");
         return;
     }
     op->core = core;
-    op->shares = shares;
-    op->threshold = threshold;
+    op->shares = core->auto_seal ? 1 : p->shares;
+    op->threshold = core->auto_seal ? 1 : p->threshold;
+    op->recovery_shares = p->recovery_shares;
+    op->recovery_threshold = p->recovery_threshold;
     op->cb = cb;
     op->arg = arg;
     int rv = CF_OK;
-    if (root_token_id != NULL && root_token_id[0] != '\0') {
-        snprintf(op->root_token, sizeof(op->root_token), "%s", root_token_id);
+    if (p->root_token_id != NULL && p->root_token_id[0] != '\0') {
+        snprintf(op->root_token, sizeof(op->root_token), "%s", p->root_token_id);
     } else {
         rv = node__token_generate(op->root_token);
     }
     op->unseal_key = cf_secret_new(UNSEAL_KEY_LEN);
     if (rv != CF_OK || op->unseal_key == NULL ||
         cf_random(op->unseal_key->data, UNSEAL_KEY_LEN) != CF_OK) {
-        cb(core, arg, CF_ECRYPTO, NULL, NULL, NULL, "generate keys");
+        cb(core, arg, CF_ECRYPTO, NULL, "generate keys");
         init_op_free(op);
         return;
     }
@@ -602,9 +706,7 @@ void node__initialize(struct node_core *core,
 static void init_http_cb(struct node_core *core,
                          void *arg,
                          int status,
-                         json_t *keys_hex,
-                         json_t *keys_b64,
-                         const char *root_token,
+                         json_t *result,
                          const char *errmsg)
 {
     struct node_request *req = arg;
@@ -619,8 +721,7 @@ static void init_http_cb(struct node_core *core,
                                                    errmsg ? errmsg : cf_strerror(status)));
         return;
     }
-    node_request_done(req, bare(200, json_pack("{s:O,s:O,s:s}", "keys", keys_hex, "keys_base64",
-                                               keys_b64, "root_token", root_token)));
+    node_request_done(req, bare(200, json_incref(result)));
 }
 
 static int get_uint_field(json_t *data, const char *name, int *out, char *msg, size_t msglen)
@@ -665,7 +766,29 @@ static void handle_init(struct node_core *core, struct node_request *req)
         return;
     }
     json_t *pgp = json_object_get(req->data, "pgp_keys");
-    if (rshares != 0 || rthreshold != 0) {
+    if (core->auto_seal != NULL) {
+        /* An auto-unseal seal keeps the unseal key: secret_shares and secret_threshold do not
+         * apply (hvac sends its defaults), and the recovery key is split instead, 5 of 3 when
+         * not given, as the Vault CLI does. */
+        if (rshares == 0 && rthreshold == 0) {
+            rshares = 5;
+            rthreshold = 3;
+        }
+        if (rshares < 1) {
+            snprintf(msg, sizeof(msg), "recovery shares must be at least one");
+        } else if (rthreshold < 1) {
+            snprintf(msg, sizeof(msg), "recovery threshold must be at least one");
+        } else if (rshares > 1 && rthreshold == 1) {
+            snprintf(msg, sizeof(msg),
+                     "recovery threshold must be greater than one for multiple shares");
+        } else if (rshares > 255) {
+            snprintf(msg, sizeof(msg), "recovery shares must be less than 256");
+        } else if (rthreshold > rshares) {
+            snprintf(msg, sizeof(msg), "recovery threshold cannot be larger than recovery shares");
+        } else if (json_array_size(json_object_get(req->data, "recovery_pgp_keys")) > 0) {
+            snprintf(msg, sizeof(msg), "recovery_pgp_keys are not supported by this server");
+        }
+    } else if (rshares != 0 || rthreshold != 0) {
         snprintf(msg, sizeof(msg),
                  "parameters recovery_shares,recovery_threshold not applicable "
                  "to seal type shamir");
@@ -695,7 +818,19 @@ static void handle_init(struct node_core *core, struct node_request *req)
         node_request_done(req, node_response_error(400, "%s", msg));
         return;
     }
-    node__initialize(core, (unsigned)shares, (unsigned)threshold, NULL, init_http_cb, req);
+    if (core->auto_seal != NULL && !core->auto_seal->ops->ready(core->auto_seal)) {
+        node_request_done(req, node_response_error(400,
+                                                   "the seal has no key yet: post the seal key "
+                                                   "phrase to sys/unseal first"));
+        return;
+    }
+    struct node_init_params p = {
+        .shares = (unsigned)shares,
+        .threshold = (unsigned)threshold,
+        .recovery_shares = (unsigned)rshares,
+        .recovery_threshold = (unsigned)rthreshold,
+    };
+    node__initialize(core, &p, init_http_cb, req);
 }
 
 /* Health and leader --------------------------------------------------------------------- */
@@ -856,13 +991,12 @@ struct dev_op
 static void dev_init_cb(struct node_core *core,
                         void *arg,
                         int status,
-                        json_t *keys_hex,
-                        json_t *keys_b64,
-                        const char *root_token,
+                        json_t *result,
                         const char *errmsg)
 {
     struct dev_op *op = arg;
-    (void)keys_hex;
+    json_t *keys_b64 = json_object_get(result, "keys_base64");
+    const char *root_token = json_string_value(json_object_get(result, "root_token"));
     if (status != CF_OK) {
         op->cb(op->arg, status, NULL, NULL, errmsg);
         cf_free(op);
@@ -896,5 +1030,6 @@ void node_core_dev_init(struct node_core *core,
     }
     op->cb = cb;
     op->arg = arg;
-    node__initialize(core, 1, 1, root_token_id, dev_init_cb, op);
+    struct node_init_params p = {.shares = 1, .threshold = 1, .root_token_id = root_token_id};
+    node__initialize(core, &p, dev_init_cb, op);
 }

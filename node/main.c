@@ -28,6 +28,7 @@
 #include "node/config.h"
 #include "node/core.h"
 #include "node/engine.h"
+#include "node/seal.h"
 
 #define CF_LOG_MODULE "server"
 #include "lib/log.h"
@@ -55,6 +56,7 @@ static void usage(void)
     fputs(
         "Usage: coffer server -config=FILE\n"
         "       coffer server -dev [-dev-root-token-id=ID] [-dev-listen-address=HOST:PORT]\n"
+        "       coffer operator generate-seal-key\n"
         "       coffer version\n",
         stderr);
 }
@@ -243,14 +245,15 @@ static int dev_config(struct server *s, const char *listen)
     c->node_id = cf_strdup("dev");
     c->api_addr = cf_strdup(url);
     c->cluster_addr = cf_strdup(curl);
-    c->seal_type = cf_strdup("shamir");
+    snprintf(c->seals[0].type, sizeof(c->seals[0].type), "shamir");
+    c->n_seals = 1;
     c->n_listeners = 1;
     c->listeners[0].address = cf_strdup(listen);
     c->listeners[0].tls_disable = true;
     c->listeners[0].tls_min_version = 12;
     c->ui = true;
     if (c->storage_path == NULL || c->node_id == NULL || c->api_addr == NULL ||
-        c->cluster_addr == NULL || c->seal_type == NULL || c->listeners[0].address == NULL) {
+        c->cluster_addr == NULL || c->listeners[0].address == NULL) {
         return CF_ENOMEM;
     }
     return CF_OK;
@@ -338,13 +341,26 @@ static int run_server(int argc, char **argv)
     cf_log_set_node_id(s.cfg.node_id);
     cf_secret_set_mlock(!s.cfg.disable_mlock);
 
+    struct node_seal *seal = NULL;
+    for (size_t i = 0; i < s.cfg.n_seals; i++) {
+        if (!s.cfg.seals[i].disabled) {
+            rv = node_seal_open(&s.cfg.seals[i], &seal, errmsg);
+        }
+    }
+    if (rv != CF_OK) {
+        fprintf(stderr, "coffer: seal error: %s\n", errmsg[0] ? errmsg : cf_strerror(rv));
+        goto out;
+    }
     uv_loop_init(&s.loop);
     struct node_core_config ccfg = {
+        .seal = seal,
         .storage_path = s.cfg.storage_path,
         .node_id = s.cfg.node_id,
         .api_addr = s.cfg.api_addr,
         .cluster_addr = s.cfg.cluster_addr,
         .mount_kv_at_secret = true,
+        .dev = s.dev,
+        .raw_storage_endpoint = s.cfg.raw_storage_endpoint,
     };
     rv = node_core_new(&s.loop, &ccfg, &s.core, errmsg);
     if (rv == CF_OK) {
@@ -386,6 +402,26 @@ out:
     return rv == CF_OK ? 0 : 1;
 }
 
+/* `coffer operator generate-seal-key`: a new static seal key for another node's config. */
+static int generate_seal_key(void)
+{
+    char phrase[CF_BIP39_PHRASE_MAX];
+    char hash[65];
+    if (node_seal_static_generate(phrase, hash) != CF_OK) {
+        fprintf(stderr, "coffer: could not generate a seal key\n");
+        return 1;
+    }
+    printf(
+        "Seal key (24-word phrase): %s\n"
+        "Validation hash (SHA-256): %s\n\n"
+        "Give the phrase to the node through SEAL_UNSEAL_KEY, a key file readable by its\n"
+        "owner only, or sys/unseal (provider \"manual\"); put the validation hash in the\n"
+        "seal \"static\" block. Keep the phrase secret: it opens this node's storage.\n",
+        phrase, hash);
+    cf_cleanse(phrase, sizeof(phrase));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -394,6 +430,10 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "version") == 0) {
         printf("Coffer v%s\n", COFFER_VERSION);
         return 0;
+    }
+    if (argc >= 3 && strcmp(argv[1], "operator") == 0 &&
+        strcmp(argv[2], "generate-seal-key") == 0) {
+        return generate_seal_key();
     }
     if (argc >= 2 && strcmp(argv[1], "server") == 0) {
         return run_server(argc - 2, argv + 2);

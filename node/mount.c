@@ -180,6 +180,7 @@ int node__mount_new(struct node_core *core,
     m->external_entropy_access = json_is_true(json_object_get(e, "external_entropy_access"));
     m->ops = ops;
     m->view.core = core;
+    m->view.seal_wrap = m->seal_wrap;
     size_t n = strlen(NODE_PREFIX_LOGICAL) + strlen(uuid) + 2;
     m->view.prefix = cf_malloc(n);
     if (m->path == NULL || m->type == NULL || m->uuid == NULL || m->accessor == NULL ||

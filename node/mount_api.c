@@ -773,6 +773,12 @@ static void mount_enable(struct node_core *core,
                                          "must be booleans"));
         return;
     }
+    if (seal_wrap && core->auto_seal == NULL) {
+        respond(req, node_response_error(400,
+                                         "seal_wrap needs an auto-unseal seal (\"static\" or "
+                                         "\"pkcs11\"); this node uses the Shamir seal"));
+        return;
+    }
     json_t *options = NULL;
     if (!parse_options(json_object_get(d, "options"), &options)) {
         respond(req, node_response_error(400, "options must be a map of strings"));

@@ -48,3 +48,19 @@ void node_seal_stanza_clear(struct node_seal_stanza *st)
     }
     memset(st, 0, sizeof(*st));
 }
+
+int node_seal_open(const struct node_seal_stanza *st,
+                   struct node_seal **out,
+                   char errmsg[CF_ERRMSG_SIZE])
+{
+    *out = NULL;
+    if (strcmp(st->type, "shamir") == 0) {
+        return CF_OK;
+    }
+    if (strcmp(st->type, "static") == 0) {
+        return node_seal_static_open(st, out, errmsg);
+    }
+    cf_errmsg_printf(errmsg, "seal type \"%s\" is not supported; use \"shamir\" or \"static\"",
+                     st->type);
+    return CF_EUNSUPPORTED;
+}

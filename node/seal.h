@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/bip39.h"
 #include "lib/err.h"
 
 #define NODE_SEAL_MAX_PARAMS 32
@@ -100,6 +101,17 @@ int node_seal_open(const struct node_seal_stanza *st,
 int node_seal_static_open(const struct node_seal_stanza *st,
                           struct node_seal **out,
                           char errmsg[CF_ERRMSG_SIZE]);
+
+/* The SHA-256 validation hash (64 lower-case hex digits) of a phrase in its canonical form, and
+ * its entropy when `entropy` is not NULL. CF_EMALFORMED with errmsg for a phrase that is not a
+ * valid 24-word BIP39 English mnemonic (wrong word count, unknown word, wrong checksum). */
+int node_seal_static_phrase_hash(const char *phrase,
+                                 uint8_t entropy[CF_BIP39_ENTROPY],
+                                 char hash_hex[65],
+                                 char errmsg[CF_ERRMSG_SIZE]);
+
+/* A new random seal key as its phrase and validation hash. */
+int node_seal_static_generate(char phrase[CF_BIP39_PHRASE_MAX], char hash_hex[65]);
 
 /* The PKCS#11 HSM seal: node/seal_pkcs11.c. */
 int node_seal_pkcs11_open(const struct node_seal_stanza *st,

@@ -33,8 +33,11 @@ def free_port():
 class Server:
     """A `coffer server -config=FILE` node whose data dir outlives each process."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, extra_config="", env=None):
+        """extra_config is appended to the config file (e.g. a seal block); env adds to the
+        process environment."""
         self.workdir = Path(workdir)
+        self.env = dict(os.environ, **(env or {}))
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -46,7 +49,7 @@ class Server:
             f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n  tls_disable = true\n}}\n'
             f'api_addr = "{self.addr}"\n'
             f'cluster_addr = "https://127.0.0.1:{self.cluster_port}"\n'
-            'disable_mlock = true\nlog_level = "info"\n'
+            'disable_mlock = true\nlog_level = "info"\n' + extra_config
         )
         self.proc = None
         self.stderr_path = None
@@ -67,8 +70,23 @@ class Server:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
+                env=self.env,
             )
         self.wait_health(timeout * SCALE)
+
+    def start_fails(self, timeout=10):
+        """Start the process, expecting it to exit non-zero before serving; returns stderr."""
+        assert self.proc is None, "already running"
+        r = subprocess.run(
+            [coffer_bin(), "server", f"-config={self.config}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=self.env,
+            timeout=timeout * SCALE,
+        )
+        assert r.returncode != 0, "coffer started although it should have refused"
+        return r.stderr.decode(errors="replace")
 
     def stderr(self):
         """The current (or last) process's stderr so far."""

@@ -72,7 +72,8 @@ static void test_full_config(void **state)
     assert_string_equal(cfg.log_level, "debug");
     assert_true(cfg.disable_mlock);
     assert_true(cfg.ui);
-    assert_string_equal(cfg.seal_type, "shamir");
+    assert_int_equal(cfg.n_seals, 1);
+    assert_string_equal(cfg.seals[0].type, "shamir");
     assert_int_equal(cfg.n_listeners, 2);
     assert_true(cfg.listeners[0].tls_disable);
     assert_int_equal(cfg.listeners[0].read_header_timeout_ms, 2000);
@@ -119,7 +120,58 @@ static const struct bad_case bad_cases[] = {
     {"storage \"raft\" { path = \"/x\" }\nlistener \"tcp\" {\n tls_disable = true\n "
      "http_idle_timeout = \"soon\"\n}\n",
      4, "http_idle_timeout"},
+    {"storage \"raft\" { path = \"/x\" }\nlistener \"tcp\" { tls_disable = true }\nseal "
+     "\"static\" {\n provider = \"file\"\n provider = \"manual\"\n}\n",
+     5, "provider is given twice"},
+    {"storage \"raft\" { path = \"/x\" }\nlistener \"tcp\" { tls_disable = true }\nseal "
+     "\"static\" {\n provider = [\"file\"]\n}\n",
+     4, "must be a string, not a list"},
+    {"storage \"raft\" { path = \"/x\" }\nlistener \"tcp\" { tls_disable = true }\nseal "
+     "\"static\" { provider = \"file\" }\nseal \"pkcs11\" { lib = \"x\" }\n",
+     0, "exactly one must have disabled"},
+    {"storage \"raft\" { path = \"/x\" }\nlistener \"tcp\" { tls_disable = true }\nseal "
+     "\"static\" { disabled = \"sometimes\" }\n",
+     3, "disabled must be a boolean"},
 };
+
+static void test_seal_blocks(void **state)
+{
+    (void)state;
+    struct node_config cfg;
+    char errmsg[CF_ERRMSG_SIZE] = "";
+    const char *text =
+        "storage \"raft\" { path = \"/x\" }\n"
+        "listener \"tcp\" { tls_disable = true }\n"
+        "seal \"shamir\" { disabled = \"true\" }\n"
+        "seal \"pkcs11\" {\n lib = \"/usr/lib/x.so\"\n slot = 5\n"
+        " generate_key = true\n pin = \"1234\"\n}\n";
+    assert_int_equal(load(text, &cfg, errmsg), CF_OK);
+    assert_int_equal(cfg.n_seals, 2);
+    assert_string_equal(cfg.seals[0].type, "shamir");
+    assert_true(cfg.seals[0].disabled);
+    assert_int_equal(cfg.seals[0].n_params, 0);
+    assert_string_equal(cfg.seals[1].type, "pkcs11");
+    assert_false(cfg.seals[1].disabled);
+    assert_int_equal(cfg.seals[1].line, 4);
+    assert_string_equal(node_seal_param(&cfg.seals[1], "lib"), "/usr/lib/x.so");
+    assert_string_equal(node_seal_param(&cfg.seals[1], "slot"), "5");
+    assert_string_equal(node_seal_param(&cfg.seals[1], "generate_key"), "true");
+    assert_null(node_seal_param(&cfg.seals[1], "key_label"));
+    node_config_close(&cfg);
+
+    /* No seal block: Shamir, unless SEAL_UNSEAL_PROVIDER selects the static seal. */
+    const char *plain =
+        "storage \"raft\" { path = \"/x\" }\n"
+        "listener \"tcp\" { tls_disable = true }\n";
+    setenv("SEAL_UNSEAL_PROVIDER", "environment", 1);
+    assert_int_equal(load(plain, &cfg, errmsg), CF_OK);
+    assert_string_equal(cfg.seals[0].type, "static");
+    node_config_close(&cfg);
+    unsetenv("SEAL_UNSEAL_PROVIDER");
+    assert_int_equal(load(plain, &cfg, errmsg), CF_OK);
+    assert_string_equal(cfg.seals[0].type, "shamir");
+    node_config_close(&cfg);
+}
 
 static void test_bad_configs(void **state)
 {
@@ -166,6 +218,7 @@ int main(void)
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_seal_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,10 +2,14 @@
  * The PKCS#11 HSM seal (node/seal.h): an AES-256 key that never leaves the HSM encrypts and
  * decrypts the seal's values with CKM_AES_GCM. Configured like Vault's `seal "pkcs11"` block,
  * with COFFER_HSM_<NAME> and then VAULT_HSM_<NAME> environment variables taking precedence.
+ * The HMAC and RSA fields (and default_*_label) belong to Vault's other mechanisms: they are
+ * checked for form and, for hmac_key_label with generate_key, the HMAC key is created as Vault
+ * does, but a GCM value uses one key only.
  *
- * Happy path: open loads the vendor module (dlopen + C_GetFunctionList), finds the slot by
- * number or by token label, logs in with the user PIN and finds the key by label (and/or
- * CKA_ID); with generate_key = "true" a missing key is created on the token. Each value is
+ * Happy path: open loads the vendor module (dlopen + C_GetFunctionList; shared and counted per
+ * process, since C_Initialize/C_Finalize and login state are per process), finds the slot by
+ * number or token label, logs in with the user PIN and finds the key by label and/or CKA_ID;
+ * with generate_key = "true" a missing key is created on the token. Each value is
  *   0x01 || 12-byte random IV || AES-GCM ciphertext || 16-byte tag      (29 bytes overhead)
  * with the caller's AAD bound through CK_GCM_PARAMS.
  *
@@ -14,15 +18,12 @@
  * logged-in sessions, opening a new one when none is idle (at most SESSIONS_IDLE_MAX are kept).
  *
  * Failure modes: a session that fails is closed rather than pooled (a module may leave an
- * operation half-done). When the failure says the session, the login or the device is gone
- * (CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_REMOVED, CKR_USER_NOT_LOGGED_IN, ...) every idle
- * session is dropped and the operation is retried once on a fresh session, logging in again
- * and looking the key up again (its handle may change when a token comes back). A second
- * failure is CF_EIO with the CKR_ name. A GCM tag that does not verify is CF_EAUTH.
- *
- * The PIN stays in a cf_secret for the life of the seal: closing an application's last session
- * logs it out (PKCS#11 keeps login state per application and token), so recovering from a lost
- * session needs the PIN again.
+ * operation half-done). When the failure says the session, the login, the device or the key
+ * handle is gone (CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_REMOVED, CKR_USER_NOT_LOGGED_IN, ...)
+ * every idle session is dropped and the operation is retried once on a fresh session, logging
+ * in and looking the key up again. A second failure is CF_EIO with the CKR_ name. A GCM tag
+ * that does not verify is CF_EAUTH (see tag_failure for modules that do not say so plainly).
+ * The PIN stays in a cf_secret for the life of the seal, since that re-login needs it.
  */
 #include "node/seal.h"
 
@@ -542,17 +543,10 @@ static int config_read(const struct node_seal_stanza *st,
         return CF_EINVAL;
     }
     unsigned long slot = 0;
-    if (c->slot != NULL) {
-        if (c->slot[0] == '0' && (c->slot[1] == 'x' || c->slot[1] == 'X')) {
-            cf_errmsg_printf(errmsg, "seal \"pkcs11\": slot: \"%s\" is not a decimal number",
-                             c->slot);
-            return CF_EINVAL;
-        }
-        if (!parse_ulong(c->slot, &slot)) {
-            cf_errmsg_printf(errmsg, "seal \"pkcs11\": slot: \"%s\" is not a decimal number",
-                             c->slot);
-            return CF_EINVAL;
-        }
+    bool hex = c->slot != NULL && c->slot[0] == '0' && (c->slot[1] == 'x' || c->slot[1] == 'X');
+    if (c->slot != NULL && (hex || !parse_ulong(c->slot, &slot))) {
+        cf_errmsg_printf(errmsg, "seal \"pkcs11\": slot: \"%s\" is not a decimal number", c->slot);
+        return CF_EINVAL;
     }
     c->slot_num = slot;
     if (key_id != NULL && !parse_hex_id(key_id, c->key_id, &c->key_id_len)) {

@@ -312,8 +312,11 @@ static void direct_close(struct direct *d)
     dlclose(d->dl);
 }
 
-/* Number of secret keys of type kt with this label. */
-static CK_ULONG direct_count(struct direct *d, CK_KEY_TYPE kt, const char *label)
+/* Number of secret keys of type kt with this label; *first (if not NULL) is one of them. */
+static CK_ULONG direct_find(struct direct *d,
+                            CK_KEY_TYPE kt,
+                            const char *label,
+                            CK_OBJECT_HANDLE *first)
 {
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_ATTRIBUTE tmpl[] = {
@@ -326,7 +329,34 @@ static CK_ULONG direct_count(struct direct *d, CK_KEY_TYPE kt, const char *label
     CK_ULONG n = 0;
     assert_int_equal(d->fn->C_FindObjects(d->h, found, 8, &n), CKR_OK);
     assert_int_equal(d->fn->C_FindObjectsFinal(d->h), CKR_OK);
+    if (first != NULL && n > 0) {
+        *first = found[0];
+    }
     return n;
+}
+
+static CK_ULONG direct_count(struct direct *d, CK_KEY_TYPE kt, const char *label)
+{
+    return direct_find(d, kt, label, NULL);
+}
+
+/* The attributes the seal gives a key it creates. */
+static void check_created_key(struct direct *d, CK_OBJECT_HANDLE k, bool hmac)
+{
+    CK_BBOOL token = 0, priv = 0, sensitive = 0, extractable = 1, use1 = 0, use2 = 0;
+    CK_ULONG len = 0;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_TOKEN, &token, sizeof(token)},
+        {CKA_PRIVATE, &priv, sizeof(priv)},
+        {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
+        {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
+        {CKA_VALUE_LEN, &len, sizeof(len)},
+        {hmac ? CKA_SIGN : CKA_ENCRYPT, &use1, sizeof(use1)},
+        {hmac ? CKA_VERIFY : CKA_DECRYPT, &use2, sizeof(use2)},
+    };
+    assert_int_equal(d->fn->C_GetAttributeValue(d->h, k, tmpl, 7), CKR_OK);
+    assert_true(token && priv && sensitive && !extractable && use1 && use2);
+    assert_int_equal(len, 32);
 }
 
 static void direct_aes_key(struct direct *d, const char *label)
@@ -367,8 +397,11 @@ static void test_generate_then_find(void **state)
     /* The key and the HMAC key are on the token, once each, and not extractable. */
     struct direct d;
     direct_open(&d);
-    assert_int_equal(direct_count(&d, CKK_AES, "gen"), 1);
-    assert_int_equal(direct_count(&d, CKK_GENERIC_SECRET, "gen-hmac"), 1);
+    CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
+    assert_int_equal(direct_find(&d, CKK_AES, "gen", &k), 1);
+    check_created_key(&d, k, false);
+    assert_int_equal(direct_find(&d, CKK_GENERIC_SECRET, "gen-hmac", &k), 1);
+    check_created_key(&d, k, true);
     direct_close(&d);
 
     set(&st, "generate_key", "false");

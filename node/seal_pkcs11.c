@@ -333,8 +333,8 @@ struct seal_pkcs11
     uint8_t key_id[KEY_ID_MAX];
     size_t key_id_len; /* 0 = no CKA_ID in the search */
     pthread_mutex_t lock;
-    CK_OBJECT_HANDLE key;                      /* guarded by lock: may change after a re-lookup */
-    CK_SESSION_HANDLE anchor;                  /* never used for operations; see seal_open */
+    CK_OBJECT_HANDLE key;     /* guarded by lock: may change after a re-lookup */
+    CK_SESSION_HANDLE anchor; /* never used for operations; see node_seal_pkcs11_open */
     CK_SESSION_HANDLE idle[SESSIONS_IDLE_MAX]; /* guarded by lock */
     size_t n_idle;
 };

@@ -13,7 +13,7 @@ PKGS=(
     libcmocka-dev libclang-rt-14-dev
     # integration tests and benchmarks
     python3 python3-pytest python3-hvac python3-requests python3-cryptography python3-mnemonic
-    curl openssl nghttp2-client etcd-server procps iproute2 golang-cfssl
+    curl openssl nghttp2-client etcd-server procps iproute2 golang-cfssl softhsm2
 )
 
 SUDO=""

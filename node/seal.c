@@ -60,7 +60,12 @@ int node_seal_open(const struct node_seal_stanza *st,
     if (strcmp(st->type, "static") == 0) {
         return node_seal_static_open(st, out, errmsg);
     }
-    cf_errmsg_printf(errmsg, "seal type \"%s\" is not supported; use \"shamir\" or \"static\"",
+    if (strcmp(st->type, "pkcs11") == 0) {
+        return node_seal_pkcs11_open(st, out, errmsg);
+    }
+    cf_errmsg_printf(errmsg,
+                     "seal type \"%s\" is not supported; use \"shamir\", \"static\" or "
+                     "\"pkcs11\"",
                      st->type);
     return CF_EUNSUPPORTED;
 }

@@ -47,3 +47,19 @@ def node(tmp_path_factory):
     yield n
     s.stop()
     s.close()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Makes config-file servers (Server of _procs) under tmp_path/<name>, each with extra config
+    (e.g. a seal block) and environment; every one is killed at the end of the test."""
+    made = []
+
+    def _make(name, extra_config="", env=None):
+        s = Server(tmp_path / name, extra_config=extra_config, env=env)
+        made.append(s)
+        return s
+
+    yield _make
+    for s in made:
+        s.close()

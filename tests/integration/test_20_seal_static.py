@@ -13,7 +13,7 @@ import pytest
 import requests
 from mnemonic import Mnemonic
 
-from _procs import Server, coffer_bin, free_port
+from _procs import coffer_bin, free_port
 
 M = Mnemonic("english")
 
@@ -39,17 +39,8 @@ def seal_block(**fields):
 
 
 @pytest.fixture
-def make(tmp_path):
-    made = []
-
-    def _make(name, extra_config="", env=None):
-        s = Server(tmp_path / name, extra_config=extra_config, env=env)
-        made.append(s)
-        return s
-
-    yield _make
-    for s in made:
-        s.close()
+def make(make_server):
+    return make_server
 
 
 def status(s):

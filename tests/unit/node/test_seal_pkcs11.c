@@ -891,34 +891,6 @@ static void test_open_alloc_failures(void **state)
 }
 
 /* Not a timed assertion: prints what 10,000 encrypt+decrypt pairs of 64 bytes cost. */
-static void test_speed(void **state)
-{
-    (void)state;
-    NEED_HSM();
-    struct node_seal_stanza st;
-    base(&st, "speed");
-    struct node_seal *s = open_ok(&st);
-    uint8_t pt[64];
-    memset(pt, 0x5a, sizeof(pt));
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 0; i < 10000; i++) {
-        uint8_t *ct = NULL;
-        size_t ct_len = 0;
-        char errmsg[CF_ERRMSG_SIZE] = "";
-        assert_int_equal(node_seal_encrypt(s, pt, 8, pt, sizeof(pt), &ct, &ct_len, errmsg), CF_OK);
-        assert_int_equal(unseal_ct(s, (const char *)"ZZZZZZZZ", ct, ct_len, pt, sizeof(pt), errmsg),
-                         CF_OK);
-        cf_free(ct);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double sec = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    print_message("10000 encrypt+decrypt pairs of 64 bytes: %.3f s (%.1f us per pair)\n", sec,
-                  sec * 1e6 / 10000);
-    node_seal_free(s);
-    node_seal_stanza_clear(&st);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -934,7 +906,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_logout_underneath, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_alloc_failures, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_speed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -96,3 +96,81 @@ int node__auto_seal_init_put(struct node_core *core,
     *recovery_key = rk;
     return CF_OK;
 }
+
+/* Seal health ---------------------------------------------------------------------------
+ * While unsealed by an auto-unseal seal, the node asks the seal every SEAL_HEALTH_MS to encrypt
+ * and decrypt a probe value. Day-to-day work uses data keys that are already open (seal wrap) or
+ * the barrier keys in memory, so without this probe a lost HSM would go unnoticed until a
+ * restart. A failed probe (after the seal's own retry on a fresh session) seals the node once
+ * its in-flight requests finish: a node whose seal fails stays sealed rather than serving, and
+ * sys/unseal or a restart tries again. */
+
+#define SEAL_HEALTH_MS 5000
+#define PROBE_AAD "coffer/seal-health"
+
+static int probe(struct node_seal *seal, char errmsg[CF_ERRMSG_SIZE])
+{
+    static const uint8_t pt[] = "coffer seal health probe";
+    uint8_t *ct = NULL;
+    size_t ct_len = 0;
+    uint8_t *back = NULL;
+    size_t back_len = 0;
+    int rv = node_seal_encrypt(seal, (const uint8_t *)PROBE_AAD, strlen(PROBE_AAD), pt, sizeof(pt),
+                               &ct, &ct_len, errmsg);
+    if (rv == CF_OK) {
+        rv = node_seal_decrypt(seal, (const uint8_t *)PROBE_AAD, strlen(PROBE_AAD), ct, ct_len,
+                               &back, &back_len, errmsg);
+    }
+    if (rv == CF_OK && (back_len != sizeof(pt) || memcmp(back, pt, sizeof(pt)) != 0)) {
+        cf_errmsg_printf(errmsg, "the probe value came back changed");
+        rv = CF_ECRYPTO;
+    }
+    cf_free(ct);
+    cf_free(back);
+    return rv;
+}
+
+static void health_cb(uv_timer_t *t)
+{
+    struct node_core *core = t->data;
+    if (core == NULL || core->sealed || core->auto_seal == NULL || core->seal_requested) {
+        return;
+    }
+    char errmsg[CF_ERRMSG_SIZE] = "";
+    if (probe(core->auto_seal, errmsg) == CF_OK) {
+        return;
+    }
+    CF_LOG(CF_LOG_ERROR, "the seal failed its health check, sealing the node: %s", errmsg);
+    node__seal_when_idle(core);
+}
+
+int node__seal_health_start(struct node_core *core)
+{
+    if (core->auto_seal == NULL) {
+        return CF_OK;
+    }
+    uv_timer_t *t = cf_calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return CF_ENOMEM;
+    }
+    uv_timer_init(core->loop, t);
+    t->data = core;
+    uv_timer_start(t, health_cb, SEAL_HEALTH_MS, SEAL_HEALTH_MS);
+    uv_unref((uv_handle_t *)t);
+    core->seal_health = t;
+    return CF_OK;
+}
+
+static void health_closed(uv_handle_t *h)
+{
+    cf_free(h);
+}
+
+void node__seal_health_stop(struct node_core *core)
+{
+    if (core->seal_health != NULL) {
+        core->seal_health->data = NULL;
+        uv_close((uv_handle_t *)core->seal_health, health_closed);
+        core->seal_health = NULL;
+    }
+}

@@ -279,12 +279,24 @@ static void call_complete(struct node_request *req, struct node_response *resp)
     core->inflight--;
     req->done_cb = req->outer_done_cb;
     node_request_done(req, resp);
-    if (core->pending_seal != NULL && core->inflight == 0) {
+    if ((core->pending_seal != NULL || core->seal_requested) && core->inflight == 0) {
         struct node_request *seal = core->pending_seal;
         core->pending_seal = NULL;
+        core->seal_requested = false;
         node__seal_now(core);
-        node_request_done(seal, node_response_new());
+        if (seal != NULL) {
+            node_request_done(seal, node_response_new());
+        }
     }
+}
+
+void node__seal_when_idle(struct node_core *core)
+{
+    if (core->inflight == 0) {
+        node__seal_now(core);
+        return;
+    }
+    core->seal_requested = true;
 }
 
 static const char *error_of(const struct node_response *resp)
@@ -699,7 +711,7 @@ void node_core_handle(struct node_core *core, struct node_request *req)
     if (node__lifecycle_handle(core, req)) {
         return;
     }
-    if (core->sealed || core->pending_seal != NULL) {
+    if (core->sealed || core->pending_seal != NULL || core->seal_requested) {
         node_request_done(req, node_response_error(503, "Vault is sealed"));
         return;
     }
@@ -752,7 +764,8 @@ int node_core_new(uv_loop_t *loop,
     core->audit = audit_broker_new(loop);
     if (core->expire == NULL || core->policies == NULL || core->audit == NULL ||
         core->storage_path == NULL || core->node_id == NULL || core->api_addr == NULL ||
-        core->cluster_addr == NULL || core->barrier == NULL) {
+        core->cluster_addr == NULL || core->barrier == NULL ||
+        node__seal_health_start(core) != CF_OK) {
         cf_errmsg_printf(errmsg, "out of memory");
         node_core_close(core, NULL, NULL);
         return CF_ENOMEM;
@@ -912,6 +925,7 @@ void node_core_close(struct node_core *core, void (*cb)(void *arg), void *arg)
         return;
     }
     core->closing = true;
+    node__seal_health_stop(core);
     if (core->store == NULL) {
         core_free(core);
         if (cb != NULL) {

@@ -77,6 +77,14 @@ struct node_seal_config
     unsigned recovery_threshold;
 };
 
+/* Key shares entered by operators (node/keyshares.c). */
+struct node_share_set
+{
+    struct cf_secret *parts[NODE_MAX_SHARES];
+    unsigned n;
+    char nonce[37]; /* set when the first share arrives */
+};
+
 struct node_core
 {
     uv_loop_t *loop;
@@ -100,13 +108,16 @@ struct node_core
     /* Seal state */
     bool sealed;
     bool initializing;
-    struct node_seal_config seal;                    /* valid when initialized */
-    struct node_seal *auto_seal;                     /* the configured auto-unseal seal, or NULL */
-    struct cf_secret *unseal_parts[NODE_MAX_SHARES]; /* keys entered so far */
-    unsigned n_unseal_parts;
-    char unseal_nonce[37];
-    struct cf_cloak *unseal_key;                /* cloaked combined unseal key while unsealed */
-    struct cf_secret *token_salt;               /* while unsealed */
+    struct node_seal_config seal;        /* valid when initialized */
+    struct node_seal *auto_seal;         /* the configured auto-unseal seal, or NULL */
+    struct node_share_set unseal_shares; /* keys entered so far */
+    struct node_genroot *genroot;        /* root generation in progress, or NULL */
+    struct node_rekey *rekey;            /* rekey in progress, or NULL */
+    struct node_sealwrap *sealwrap;      /* seal-wrap data keys (node/sealwrap.c) */
+    uv_timer_t *seal_health;             /* auto-unseal seals: the health probe */
+    bool seal_requested;                 /* seal once in-flight requests finish (seal health) */
+    struct cf_cloak *unseal_key;         /* cloaked combined unseal key while unsealed */
+    struct cf_secret *token_salt;        /* while unsealed */
     struct node__token_cache_slot *token_cache; /* decoded token entries (node/token.c) */
     char cluster_name[64];
     char cluster_id[37];
@@ -154,6 +165,72 @@ int node__batch_put_json(struct node_core *core,
 void node__fail_later(struct node_core *core, node_write_cb cb, void *arg, int status);
 /* Commits a raft batch; cb as node_write_commit. Takes ownership of b. */
 void node__commit(struct node_core *core, struct rft_batch *b, node_write_cb cb, void *arg);
+
+/* keyshares.c. Decodes a share (hex, else base64) and adds it. CF_EMALFORMED for neither
+ * encoding, CF_EINVAL for a length that no share has, CF_EEXIST for a share already entered
+ * (not added), CF_ETOOBIG past NODE_MAX_SHARES. */
+int node__shares_add(struct node_share_set *set, const char *text);
+/* Takes the request's "key" (and, when nonce is not NULL, checks its "nonce") and adds the
+ * share. On a refusal it answers the request (400 with Vault's texts; invalid_msg for a share of
+ * an impossible length) and returns false. A share given twice is accepted and not counted. */
+bool node__shares_take(struct node_share_set *set,
+                       struct node_request *req,
+                       const char *nonce,
+                       const char *invalid_msg);
+/* The key the shares make (one share: the key itself). CF_EINVAL for mixed lengths or
+ * coordinates; wrong shares give a wrong key, which node__key_verify detects. */
+int node__shares_combine(const struct node_share_set *set, struct cf_secret **out);
+/* Splits a key into n shares of threshold t (n = 1: the key itself) as arrays of hex and of
+ * base64 strings (new references). */
+int node__shares_split(const struct cf_secret *key,
+                       unsigned n,
+                       unsigned t,
+                       json_t **hex_out,
+                       json_t **b64_out);
+/* Forgets every share (cleansed) and the nonce. */
+void node__shares_reset(struct node_share_set *set);
+/* CF_OK when key equals the unseal key (recovery false; the node must be unsealed) or the
+ * recovery key kept by the seal (recovery true); CF_EAUTH when it does not; other errors with
+ * errmsg. Constant-time comparison. */
+int node__key_verify(struct node_core *core,
+                     bool recovery,
+                     const struct cf_secret *key,
+                     char errmsg[CF_ERRMSG_SIZE]);
+
+/* genroot.c: sys/generate-root/{attempt,update}; true when it handled the request. */
+bool node__genroot_handle(struct node_core *core, struct node_request *req);
+/* Ends a root generation in progress (sys/seal does). */
+void node__genroot_cancel(struct node_core *core);
+/* rekey.c: sys/rekey/{init,update} (unseal shares) and sys/rekey-recovery-key/{init,update}. */
+bool node__rekey_handle(struct node_core *core, struct node_request *req);
+/* Ends a rekey in progress (sys/seal does). */
+void node__rekey_cancel(struct node_core *core);
+
+/* sealwrap.c: values of seal_wrap mounts. Wraps val, to be stored at full key `key`, under the
+ * auto-unseal seal; *out cf_malloc'd. CF_ESEALED without an auto-unseal seal, CF_EIO when the
+ * seal fails. */
+int node__seal_wrap(struct node_core *core,
+                    const char *key,
+                    const uint8_t *val,
+                    size_t len,
+                    uint8_t **out,
+                    size_t *out_len);
+/* Reverses node__seal_wrap; CF_ECORRUPT for a value that is not wrapped, damaged or moved. */
+int node__seal_unwrap(struct node_core *core,
+                      const char *key,
+                      const uint8_t *val,
+                      size_t len,
+                      uint8_t **out,
+                      size_t *out_len);
+/* Forgets every data key (sealing does). */
+void node__seal_wrap_forget(struct node_core *core);
+
+/* autounseal.c: the seal health probe (a timer while the core lives; auto-unseal seals). */
+int node__seal_health_start(struct node_core *core);
+void node__seal_health_stop(struct node_core *core);
+/* core.c: seals now when nothing is in flight, else once the last in-flight request finishes;
+ * new requests get 503 meanwhile. */
+void node__seal_when_idle(struct node_core *core);
 
 /* autounseal.c: keys kept by an auto-unseal seal (core->auto_seal). */
 #define NODE_KEY_SEAL_UNSEAL_KEY "core/seal-unseal-key" /* raw: unseal key under the seal */

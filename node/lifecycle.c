@@ -53,12 +53,7 @@ static struct node_response *bare(int status, json_t *body)
 
 static void reset_unseal_progress(struct node_core *core)
 {
-    for (unsigned i = 0; i < core->n_unseal_parts; i++) {
-        cf_secret_free(core->unseal_parts[i]);
-        core->unseal_parts[i] = NULL;
-    }
-    core->n_unseal_parts = 0;
-    core->unseal_nonce[0] = '\0';
+    node__shares_reset(&core->unseal_shares);
 }
 
 static json_t *seal_status_json(struct node_core *core)
@@ -71,7 +66,7 @@ static json_t *seal_status_json(struct node_core *core)
     json_t *j = json_pack("{s:s,s:b,s:b,s:i,s:i,s:i,s:s,s:s,s:s,s:b,s:b,s:s}", "type",
                           init ? core->seal.type : type, "initialized", init, "sealed",
                           core->sealed, "t", init ? (int)t : 0, "n", init ? (int)n : 0, "progress",
-                          (int)core->n_unseal_parts, "nonce", core->unseal_nonce, "version",
+                          (int)core->unseal_shares.n, "nonce", core->unseal_shares.nonce, "version",
                           COFFER_VERSION, "build_date", "2026-11-22T00:00:00Z", "migration", 0,
                           "recovery_seal", recovery, "storage_type", "raft");
     if (j != NULL && recovery) {
@@ -105,6 +100,9 @@ void node__seal_now(struct node_core *core)
     core->token_salt = NULL;
     node__token_cache_clear(core);
     reset_unseal_progress(core);
+    node__genroot_cancel(core);
+    node__rekey_cancel(core);
+    node__seal_wrap_forget(core);
     if (!core->sealed) {
         CF_LOG(CF_LOG_INFO, "sealed");
     }
@@ -212,27 +210,6 @@ int node__unseal_with_key(struct node_core *core,
     return CF_OK;
 }
 
-/* Decodes a share as Vault does: hex first, then standard base64. */
-static int decode_key(const char *s, struct cf_secret **out)
-{
-    size_t slen = strlen(s);
-    uint8_t buf[256];
-    size_t n = 0;
-    if (cf_hex_decode(s, slen, buf, sizeof(buf), &n) == CF_OK) {
-        *out = cf_secret_from(buf, n);
-        cf_cleanse(buf, sizeof(buf));
-        return *out ? CF_OK : CF_ENOMEM;
-    }
-    uint8_t *b = NULL;
-    if (cf_base64_decode(s, slen, &b, &n) != CF_OK) {
-        return CF_EMALFORMED;
-    }
-    *out = cf_secret_from(b, n);
-    cf_cleanse(b, n);
-    cf_free(b);
-    return *out ? CF_OK : CF_ENOMEM;
-}
-
 /* sys/unseal under an auto-unseal seal: a seal that takes its key from an operator (the static
  * seal's manual provider) gets it here, also before init; then the node unseals with the key the
  * seal keeps. Recovery keys do not unseal (they authorize generate-root and rekey). */
@@ -314,63 +291,20 @@ static void handle_unseal(struct node_core *core, struct node_request *req)
         node_request_done(req, node_response_error(400, "'key' must be a string"));
         return;
     }
-    struct cf_secret *key = NULL;
-    int rv = decode_key(json_string_value(jkey), &key);
-    if (rv == CF_EMALFORMED) {
-        node_request_done(req,
-                          node_response_error(400, "'key' must be a valid hex or base64 string"));
-        return;
-    }
-    if (rv != CF_OK) {
-        node_request_done(req, NULL);
-        return;
-    }
     if (!core->sealed) {
-        cf_secret_free(key);
         node_request_done(req, bare(200, seal_status_json(core)));
         return;
     }
-    if (key->len < 16 || key->len > UNSEAL_KEY_LEN + 1) {
-        cf_secret_free(key);
-        node_request_done(req, node_response_error(400, "unseal failed, invalid key"));
+    if (!node__shares_take(&core->unseal_shares, req, NULL, "unseal failed, invalid key")) {
         return;
     }
-    for (unsigned i = 0; i < core->n_unseal_parts; i++) {
-        const struct cf_secret *p = core->unseal_parts[i];
-        if (p->len == key->len && cf_ct_equal(p->data, key->data, key->len)) {
-            cf_secret_free(key); /* the same share twice does not count */
-            node_request_done(req, bare(200, seal_status_json(core)));
-            return;
-        }
-    }
-    if (core->n_unseal_parts == 0) {
-        cf_uuid_v4(core->unseal_nonce);
-    }
-    core->unseal_parts[core->n_unseal_parts++] = key;
-    if (core->n_unseal_parts < core->seal.threshold) {
+    if (core->unseal_shares.n < core->seal.threshold) {
         node_request_done(req, bare(200, seal_status_json(core)));
         return;
     }
-
     struct cf_secret *combined = NULL;
     char errmsg[CF_ERRMSG_SIZE] = "";
-    if (core->seal.threshold == 1) {
-        combined = cf_secret_from(core->unseal_parts[0]->data, core->unseal_parts[0]->len);
-        rv = combined ? CF_OK : CF_ENOMEM;
-    } else {
-        const uint8_t *parts[NODE_MAX_SHARES];
-        size_t plen = core->unseal_parts[0]->len;
-        rv = CF_OK;
-        for (unsigned i = 0; i < core->n_unseal_parts; i++) {
-            parts[i] = core->unseal_parts[i]->data;
-            if (core->unseal_parts[i]->len != plen) {
-                rv = CF_EINVAL;
-            }
-        }
-        if (rv == CF_OK) {
-            rv = cf_shamir_combine(parts, plen, core->n_unseal_parts, &combined);
-        }
-    }
+    int rv = node__shares_combine(&core->unseal_shares, &combined);
     reset_unseal_progress(core);
     if (rv == CF_OK) {
         rv = node__unseal_with_key(core, combined->data, combined->len, errmsg);
@@ -421,48 +355,6 @@ static void init_fail(struct init_op *op, int status, const char *msg)
     init_op_free(op);
 }
 
-/* Splits a key into n shares of threshold t (n = 1: the key itself) as hex and base64 arrays. */
-static int split_keys(const struct cf_secret *key,
-                      unsigned n,
-                      unsigned t,
-                      json_t **hex_out,
-                      json_t **b64_out)
-{
-    json_t *hex = json_array();
-    json_t *b64 = json_array();
-    struct cf_secret **shares = NULL;
-    int rv = (hex && b64) ? CF_OK : CF_ENOMEM;
-    if (rv == CF_OK && n > 1) {
-        rv = cf_shamir_split(key->data, key->len, n, t, &shares);
-    }
-    for (unsigned i = 0; rv == CF_OK && i < n; i++) {
-        const struct cf_secret *s = shares ? shares[i] : key;
-        char h[2 * (UNSEAL_KEY_LEN + 1) + 1];
-        cf_hex_encode(s->data, s->len, h);
-        char *b = cf_base64_encode(s->data, s->len);
-        if (b == NULL) {
-            rv = CF_ENOMEM;
-            break;
-        }
-        json_array_append_new(hex, json_string(h));
-        json_array_append_new(b64, json_string(b));
-        cf_cleanse(h, sizeof(h));
-        cf_cleanse(b, strlen(b));
-        cf_free(b);
-    }
-    if (shares != NULL) {
-        cf_shamir_free_shares(shares, n);
-    }
-    if (rv != CF_OK) {
-        json_decref(hex);
-        json_decref(b64);
-        return rv;
-    }
-    *hex_out = hex;
-    *b64_out = b64;
-    return CF_OK;
-}
-
 static void init_committed_cb(void *arg, int status)
 {
     struct init_op *op = arg;
@@ -479,9 +371,9 @@ static void init_committed_cb(void *arg, int status)
     json_t *result = NULL;
     char errmsg[CF_ERRMSG_SIZE] = "split the keys";
     bool recovery = op->recovery_key != NULL;
-    int rv = recovery ? split_keys(op->recovery_key, op->recovery_shares, op->recovery_threshold,
-                                   &rhex, &rb64)
-                      : split_keys(op->unseal_key, op->shares, op->threshold, &hex, &b64);
+    int rv = recovery ? node__shares_split(op->recovery_key, op->recovery_shares,
+                                           op->recovery_threshold, &rhex, &rb64)
+                      : node__shares_split(op->unseal_key, op->shares, op->threshold, &hex, &b64);
     core->initializing = false;
     /* Shamir: the node stays sealed after init; an auto-unseal seal unseals it at once. */
     barrier_seal(core->barrier);
@@ -576,18 +468,8 @@ static int build_init_batch(struct init_op *op, struct rft_batch *b, char *errms
         rv = node__batch_put(core, b, NODE_KEY_TOKEN_SALT, salt, sizeof(salt));
     }
     if (rv == CF_OK) {
-        /* The root token: root policy, no TTL, no parent, not renewable. */
         struct cf_secret s = {.data = salt, .len = sizeof(salt)};
-        json_t *pol = json_pack("[s]", "root");
-        struct node_token_params p = {
-            .policies = pol,
-            .path = "auth/token/root",
-            .display_name = "root",
-        };
-        char hash[TOKEN_HASH_LEN + 1];
-        rv =
-            pol ? node__token_batch_create(core, &s, b, op->root_token, &p, NULL, hash) : CF_ENOMEM;
-        json_decref(pol);
+        rv = node__token_batch_root(core, &s, b, op->root_token);
     }
     cf_cleanse(salt, sizeof(salt));
     char cid[37];
@@ -975,7 +857,7 @@ bool node__lifecycle_handle(struct node_core *core, struct node_request *req)
             handle_leader(core, req);
         }
     } else {
-        return false;
+        return node__genroot_handle(core, req) || node__rekey_handle(core, req);
     }
     return true;
 }

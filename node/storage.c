@@ -3,10 +3,8 @@
  * through the barrier on the loop thread (AES-GCM of a small value costs about a microsecond);
  * writes encrypt at once, under the value's full storage key, and commit as one raft batch.
  *
- * Seal wrap: in a mount enabled with seal_wrap=true every value is first encrypted by the
- * auto-unseal seal (the HSM, or the static key), with its full storage key as AAD, and the
- * result goes through the barrier as usual. The wrapped form starts with SEAL_WRAP_MAGIC so
- * that a value that was not wrapped is recognised as damaged instead of misread.
+ * Seal wrap: in a mount enabled with seal_wrap=true every value is first wrapped under the
+ * auto-unseal seal (node/sealwrap.c), and the result goes through the barrier as usual.
  */
 #include "node/engine.h"
 
@@ -15,72 +13,6 @@
 #include "lib/buf.h"
 #include "node/barrier.h"
 #include "node/internal.h"
-
-#define CF_LOG_MODULE "storage"
-#include "lib/log.h"
-
-static const uint8_t SEAL_WRAP_MAGIC[4] = {0x00, 's', 'w', 0x01};
-
-/* The seal-wrapped form of a value about to be stored at full key k; *out cf_malloc'd. */
-static int seal_wrap(struct node_core *core,
-                     const char *k,
-                     const uint8_t *val,
-                     size_t len,
-                     uint8_t **out,
-                     size_t *out_len)
-{
-    char errmsg[CF_ERRMSG_SIZE] = "";
-    uint8_t *ct = NULL;
-    size_t ct_len = 0;
-    if (core->auto_seal == NULL) {
-        return CF_ESEALED;
-    }
-    int rv = node_seal_encrypt(core->auto_seal, (const uint8_t *)k, strlen(k), val, len, &ct,
-                               &ct_len, errmsg);
-    if (rv != CF_OK) {
-        CF_LOG(CF_LOG_ERROR, "seal wrap of %s failed: %s", k, errmsg);
-        return rv;
-    }
-    uint8_t *buf = cf_malloc(sizeof(SEAL_WRAP_MAGIC) + ct_len);
-    if (buf == NULL) {
-        cf_free(ct);
-        return CF_ENOMEM;
-    }
-    memcpy(buf, SEAL_WRAP_MAGIC, sizeof(SEAL_WRAP_MAGIC));
-    memcpy(buf + sizeof(SEAL_WRAP_MAGIC), ct, ct_len);
-    cf_free(ct);
-    *out = buf;
-    *out_len = sizeof(SEAL_WRAP_MAGIC) + ct_len;
-    return CF_OK;
-}
-
-/* Replaces *val (read from full key k) with its unwrapped form. */
-static int seal_unwrap(struct node_core *core, const char *k, uint8_t **val, size_t *len)
-{
-    char errmsg[CF_ERRMSG_SIZE] = "";
-    if (*len < sizeof(SEAL_WRAP_MAGIC) ||
-        memcmp(*val, SEAL_WRAP_MAGIC, sizeof(SEAL_WRAP_MAGIC)) != 0) {
-        CF_LOG(CF_LOG_ERROR, "%s in a seal-wrapped mount is not seal-wrapped", k);
-        return CF_ECORRUPT;
-    }
-    if (core->auto_seal == NULL) {
-        return CF_ESEALED;
-    }
-    uint8_t *pt = NULL;
-    size_t pt_len = 0;
-    int rv = node_seal_decrypt(core->auto_seal, (const uint8_t *)k, strlen(k),
-                               *val + sizeof(SEAL_WRAP_MAGIC), *len - sizeof(SEAL_WRAP_MAGIC), &pt,
-                               &pt_len, errmsg);
-    if (rv != CF_OK) {
-        CF_LOG(CF_LOG_ERROR, "seal unwrap of %s failed: %s", k, errmsg);
-        return rv == CF_EAUTH ? CF_ECORRUPT : rv;
-    }
-    cf_cleanse(*val, *len);
-    cf_free(*val);
-    *val = pt;
-    *len = pt_len;
-    return CF_OK;
-}
 
 struct node_write
 {
@@ -112,11 +44,13 @@ int node_view_get(struct node_view *v, const char *key, uint8_t **val, size_t *l
     }
     int rv = node__get(v->core, k, val, len);
     if (rv == CF_OK && v->seal_wrap) {
-        rv = seal_unwrap(v->core, k, val, len);
-        if (rv != CF_OK) {
-            cf_free(*val);
-            *val = NULL;
-        }
+        uint8_t *pt = NULL;
+        size_t pt_len = 0;
+        rv = node__seal_unwrap(v->core, k, *val, *len, &pt, &pt_len);
+        cf_cleanse(*val, *len);
+        cf_free(*val);
+        *val = pt;
+        *len = pt_len;
     }
     cf_free(k);
     return rv;
@@ -234,7 +168,7 @@ int node_write_put(struct node_write *w, const char *key, const uint8_t *val, si
     if (w->view->seal_wrap) {
         uint8_t *wrapped = NULL;
         size_t wlen = 0;
-        rv = seal_wrap(w->view->core, k, val, len, &wrapped, &wlen);
+        rv = node__seal_wrap(w->view->core, k, val, len, &wrapped, &wlen);
         if (rv == CF_OK) {
             rv = node__batch_put(w->view->core, w->batch, k, wrapped, wlen);
             cf_free(wrapped);

@@ -658,3 +658,20 @@ json_t *node__token_lookup_json(const struct node_token *t, const char *id, int6
     }
     return j;
 }
+
+int node__token_batch_root(struct node_core *core,
+                           const struct cf_secret *salt,
+                           struct rft_batch *b,
+                           const char *token)
+{
+    json_t *pol = json_pack("[s]", "root");
+    struct node_token_params p = {
+        .policies = pol,
+        .path = "auth/token/root",
+        .display_name = "root",
+    };
+    char hash[TOKEN_HASH_LEN + 1];
+    int rv = pol ? node__token_batch_create(core, salt, b, token, &p, NULL, hash) : CF_ENOMEM;
+    json_decref(pol);
+    return rv;
+}

@@ -101,6 +101,13 @@ int node__token_batch_create(struct node_core *core,
                              json_t **entry_out,
                              char hash[TOKEN_HASH_LEN + 1]);
 
+/* Adds the creation of a root token to b: root policy, no TTL, no parent, not renewable (sys/init
+ * and sys/generate-root). salt NULL = the core's. */
+int node__token_batch_root(struct node_core *core,
+                           const struct cf_secret *salt,
+                           struct rft_batch *b,
+                           const char *token);
+
 /* Adds the revocation of a token to b: its entry and indexes, its cubbyhole, and every
  * descendant (or, with orphan_children, its children are rewritten as orphans instead). */
 int node__token_batch_revoke(struct node_core *core,

@@ -415,14 +415,14 @@ def test_seal_wrap_kv_and_pki(make):
     assert r.status_code == 204, r.text
     r = requests.post(
         s.url("pki-wrapped/root/generate/internal"),
-        json={"common_name": "wrapped root", "key_type": "ec"},
+        json={"common_name": "wrapped root", "key_type": "ec", "ttl": "8760h"},
         headers=h,
         timeout=30,
     )
     assert r.status_code == 200, r.text
     r = requests.post(
         s.url("pki-wrapped/roles/web"),
-        json={"allowed_domains": "example.com", "allow_subdomains": True},
+        json={"allowed_domains": "example.com", "allow_subdomains": True, "ttl": "1h"},
         headers=h,
     )
     assert r.status_code in (200, 204), r.text
@@ -440,7 +440,7 @@ def test_seal_wrap_kv_and_pki(make):
                 continue
             v = raw(s, token, f"logical/{uuid}/{prefix}{k}", encoding="base64").json()["data"]
             b = base64.b64decode(v["value"])
-            assert b.startswith(b"\x00sw\x01"), (prefix + k, b[:16])
+            assert b.startswith(b"\x00sw\x02"), (prefix + k, b[:16])
             assert b"PRIVATE KEY" not in b and b"wrapped root" not in b
             found += 1
 

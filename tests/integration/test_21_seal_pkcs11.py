@@ -7,6 +7,7 @@ whose key is not the one that wrapped the unseal key). Skipped when SoftHSM2 is 
 import base64
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -126,18 +127,21 @@ def test_pkcs11_init_restart_and_seal_wrap(make):
     )
     assert secret in plain
     assert secret.encode() not in wrapped and len(wrapped) > len(plain)
-    # HSM format: magic, then format byte 0x01, 12-byte IV, ciphertext, 16-byte tag.
-    assert wrapped[:5] == b"\x00sw\x01\x01" and len(wrapped) == 4 + 29 + len(plain)
+    # Envelope: magic, the data key as the HSM sealed it (format 0x01, 12-byte IV, 32-byte key,
+    # 16-byte tag), then nonce, ciphertext and tag under the data key.
+    sealed_len = int.from_bytes(wrapped[4:6], "big")
+    assert wrapped[:4] == b"\x00sw\x02" and sealed_len == 1 + 12 + 32 + 16 and wrapped[6] == 1
+    assert len(wrapped) == 6 + sealed_len + 12 + len(plain) + 16
 
     # PKI on a seal-wrapped mount: the issuer key lives wrapped by the HSM.
     r = requests.post(s.url("sys/mounts/pki"), json={"type": "pki", "seal_wrap": True}, headers=h)
     assert r.status_code == 204, r.text
     r = requests.post(
-        s.url("pki/root/generate/internal"), json={"common_name": "hsm root", "key_type": "ec"},
+        s.url("pki/root/generate/internal"), json={"common_name": "hsm root", "key_type": "ec", "ttl": "8760h"},
         headers=h,
     )
     assert r.status_code == 200, r.text
-    r = requests.post(s.url("pki/roles/r"), json={"allow_any_name": True}, headers=h)
+    r = requests.post(s.url("pki/roles/r"), json={"allow_any_name": True, "ttl": "1h"}, headers=h)
     assert r.status_code in (200, 204), r.text
 
     # Restart: unsealed by the HSM with no operator; everything reads back.
@@ -167,16 +171,20 @@ def test_pkcs11_hsm_lost_while_running_and_wrong_key(make, hsm):
     r = requests.post(s.url("kvw/a"), json={"v": "1"}, headers=h)
     assert r.status_code == 204, r.text
 
-    # The token disappears under the running node: seal-wrapped reads and writes fail with a
-    # clear error and nothing is stored; unwrapped mounts keep working.
+    # The token disappears under the running node. Values already open stay readable until the
+    # seal's health probe (every 5 s) finds the HSM gone; then the node seals itself, says why,
+    # and refuses requests instead of serving without its seal.
     hsm.delete_token()
-    r = requests.post(s.url("kvw/b"), json={"v": "2"}, headers=h)
-    assert r.status_code == 500, r.text
+    deadline = time.monotonic() + 20
+    while status(s)["sealed"] is False:
+        assert time.monotonic() < deadline, "the node kept serving without its HSM"
+        time.sleep(0.2)
+    assert "the seal failed its health check" in s.stderr() and "CKR_" in s.stderr()
     r = requests.get(s.url("kvw/a"), headers=h)
-    assert r.status_code == 500, r.text
-    assert "CKR_" in s.stderr()
-    r = requests.post(s.url("secret/plain"), json={"v": "ok"}, headers=h)
-    assert r.status_code == 204, r.text
+    assert r.status_code == 503, r.text
+    r = requests.put(s.url("sys/unseal"), json={"key": "x"}, timeout=10)
+    assert r.status_code == 500 and "CKR_" in r.text, r.text
+    assert status(s)["sealed"] is True
     s.stop()
 
     # Without its token the node cannot start its seal and says why.
@@ -193,7 +201,7 @@ def test_pkcs11_hsm_lost_while_running_and_wrong_key(make, hsm):
     assert "auto-unseal failed" in s.stderr()
     r = requests.put(s.url("sys/unseal"), json={"key": "x"}, timeout=10)
     assert r.status_code == 500 and status(s)["sealed"] is True
-    r = requests.get(s.url("secret/plain"), headers=h)
+    r = requests.get(s.url("kvw/a"), headers=h)
     assert r.status_code == 503
 
 

@@ -17,6 +17,31 @@
 
 #define RECOVERY_KEY_LEN 32
 
+int node__seal_kept_key(struct node_core *core,
+                        struct node_seal *seal,
+                        const char *name,
+                        struct cf_secret **out,
+                        char errmsg[CF_ERRMSG_SIZE])
+{
+    const uint8_t *ct;
+    size_t ct_len;
+    if (node__raw_get(core, name, &ct, &ct_len) != CF_OK) {
+        cf_errmsg_printf(errmsg, "%s is missing from storage", name);
+        return CF_ECORRUPT;
+    }
+    uint8_t *pt = NULL;
+    size_t len = 0;
+    int rv =
+        node_seal_decrypt(seal, (const uint8_t *)name, strlen(name), ct, ct_len, &pt, &len, errmsg);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    *out = cf_secret_from(pt, len);
+    cf_cleanse(pt, len);
+    cf_free(pt);
+    return *out ? CF_OK : CF_ENOMEM;
+}
+
 int node__auto_unseal(struct node_core *core, char errmsg[CF_ERRMSG_SIZE])
 {
     struct node_seal *seal = core->auto_seal;
@@ -32,23 +57,13 @@ int node__auto_unseal(struct node_core *core, char errmsg[CF_ERRMSG_SIZE])
                          core->seal.type, seal->ops->type);
         return CF_EINVAL;
     }
-    const uint8_t *ct;
-    size_t ct_len;
-    if (node__raw_get(core, NODE_KEY_SEAL_UNSEAL_KEY, &ct, &ct_len) != CF_OK) {
-        cf_errmsg_printf(errmsg, "the seal-wrapped unseal key is missing from storage");
-        return CF_ECORRUPT;
-    }
-    uint8_t *key = NULL;
-    size_t len = 0;
-    const char *aad = NODE_KEY_SEAL_UNSEAL_KEY;
-    int rv =
-        node_seal_decrypt(seal, (const uint8_t *)aad, strlen(aad), ct, ct_len, &key, &len, errmsg);
+    struct cf_secret *key = NULL;
+    int rv = node__seal_kept_key(core, seal, NODE_KEY_SEAL_UNSEAL_KEY, &key, errmsg);
     if (rv != CF_OK) {
         return rv;
     }
-    rv = node__unseal_with_key(core, key, len, errmsg);
-    cf_cleanse(key, len);
-    cf_free(key);
+    rv = node__unseal_with_key(core, key->data, key->len, errmsg);
+    cf_secret_free(key);
     if (rv == CF_OK) {
         CF_LOG(CF_LOG_INFO, "unsealed by seal \"%s\"", seal->ops->type);
     }

@@ -748,10 +748,14 @@ int node_core_new(uv_loop_t *loop,
     struct node_core *core = cf_calloc(1, sizeof(*core));
     if (core == NULL) {
         node_seal_free(cfg->seal);
+        node_seal_free(cfg->old_seal);
         cf_errmsg_printf(errmsg, "out of memory");
         return CF_ENOMEM;
     }
     core->auto_seal = cfg->seal;
+    core->old_seal = cfg->old_seal;
+    snprintf(core->old_seal_type, sizeof(core->old_seal_type), "%s",
+             cfg->old_seal_type ? cfg->old_seal_type : "");
     core->loop = loop;
     core->sealed = true;
     core->storage_path = cf_strdup(cfg->storage_path);
@@ -846,7 +850,16 @@ static void store_ready_cb(struct rft_store *s, void *arg)
         CF_LOG(CF_LOG_INFO, "storage ready applied_index=%llu initialized=%s",
                (unsigned long long)rft_store_applied_index(core->store),
                node__initialized(core) ? "true" : "false");
-        if (node__initialized(core) && core->auto_seal != NULL) {
+        const char *want = core->auto_seal ? core->auto_seal->ops->type : "shamir";
+        if (node__initialized(core) && strcmp(core->seal.type, want) != 0 &&
+            strcmp(core->seal.type, core->old_seal_type) == 0) {
+            core->migrating = true;
+            CF_LOG(CF_LOG_WARN,
+                   "seal migration from \"%s\" to \"%s\" pending: unseal with migrate=true "
+                   "and the %s shares",
+                   core->seal.type, want,
+                   strcmp(core->seal.type, "shamir") == 0 ? "unseal" : "recovery");
+        } else if (node__initialized(core) && core->auto_seal != NULL) {
             char errmsg[CF_ERRMSG_SIZE] = "";
             if (node__auto_unseal(core, errmsg) != CF_OK && errmsg[0] != '\0') {
                 CF_LOG(CF_LOG_ERROR, "auto-unseal failed, the node stays sealed: %s", errmsg);
@@ -902,6 +915,7 @@ static void core_free(struct node_core *core)
     audit_broker_close(core->audit, NULL, NULL);
     barrier_free(core->barrier);
     node_seal_free(core->auto_seal);
+    node_seal_free(core->old_seal);
     cf_free(core->storage_path);
     cf_free(core->node_id);
     cf_free(core->api_addr);

@@ -23,15 +23,17 @@ struct node_seal;
 
 struct node_core_config
 {
-    const char *storage_path;  /* raft data dir; borrowed */
-    const char *node_id;       /* borrowed */
-    const char *api_addr;      /* advertised API URL; borrowed */
-    const char *cluster_addr;  /* advertised cluster URL or host:port; borrowed */
-    bool mount_kv_at_secret;   /* mount kv v1 at secret/ at init (until sys/mounts lands) */
-    bool dev;                  /* dev mode (sys/tools/seal-key without sudo) */
-    bool raw_storage_endpoint; /* sys/raw reads (config raw_storage_endpoint) */
-    struct node_seal *seal;    /* auto-unseal seal (node/seal.h), owned by the core from
-                                  node_core_new on, even when it fails; NULL = Shamir */
+    const char *storage_path;   /* raft data dir; borrowed */
+    const char *node_id;        /* borrowed */
+    const char *api_addr;       /* advertised API URL; borrowed */
+    const char *cluster_addr;   /* advertised cluster URL or host:port; borrowed */
+    bool mount_kv_at_secret;    /* mount kv v1 at secret/ at init (until sys/mounts lands) */
+    bool dev;                   /* dev mode (sys/tools/seal-key without sudo) */
+    bool raw_storage_endpoint;  /* sys/raw reads (config raw_storage_endpoint) */
+    struct node_seal *seal;     /* auto-unseal seal (node/seal.h), owned by the core from
+                                   node_core_new on, even when it fails; NULL = Shamir */
+    struct node_seal *old_seal; /* a disabled auto-unseal seal (migration), owned likewise */
+    const char *old_seal_type;  /* type of the disabled seal block, NULL when none */
 };
 
 int node_core_new(struct uv_loop_s *loop,

@@ -108,8 +108,11 @@ struct node_core
     /* Seal state */
     bool sealed;
     bool initializing;
-    struct node_seal_config seal;        /* valid when initialized */
-    struct node_seal *auto_seal;         /* the configured auto-unseal seal, or NULL */
+    struct node_seal_config seal; /* valid when initialized */
+    struct node_seal *auto_seal;  /* the configured auto-unseal seal, or NULL */
+    struct node_seal *old_seal;   /* a disabled auto-unseal seal being migrated away from */
+    char old_seal_type[16];       /* type of the disabled seal block ("" = none) */
+    bool migrating;               /* storage's seal is the disabled one: unseal with migrate */
     struct node_share_set unseal_shares; /* keys entered so far */
     struct node_genroot *genroot;        /* root generation in progress, or NULL */
     struct node_rekey *rekey;            /* rekey in progress, or NULL */
@@ -225,6 +228,16 @@ int node__seal_unwrap(struct node_core *core,
 /* Forgets every data key (sealing does). */
 void node__seal_wrap_forget(struct node_core *core);
 
+/* migrate.c: seal migration. The number of shares a migration needs (unseal shares from
+ * Shamir, recovery shares from an auto-unseal seal). */
+unsigned node__migrate_threshold(const struct node_core *core);
+/* Migrates with the combined key and answers req with status_fn's object, or an error (the
+ * node is then sealed and storage unchanged). */
+void node__migrate(struct node_core *core,
+                   struct node_request *req,
+                   const struct cf_secret *key,
+                   json_t *(*status_fn)(struct node_core *core));
+
 /* autounseal.c: the seal health probe (a timer while the core lives; auto-unseal seals). */
 int node__seal_health_start(struct node_core *core);
 void node__seal_health_stop(struct node_core *core);
@@ -235,6 +248,13 @@ void node__seal_when_idle(struct node_core *core);
 /* autounseal.c: keys kept by an auto-unseal seal (core->auto_seal). */
 #define NODE_KEY_SEAL_UNSEAL_KEY "core/seal-unseal-key" /* raw: unseal key under the seal */
 #define NODE_KEY_RECOVERY_KEY "core/recovery-key"       /* raw: recovery key under the seal */
+/* Decrypts a key the seal keeps in storage (NODE_KEY_SEAL_UNSEAL_KEY, NODE_KEY_RECOVERY_KEY)
+ * with `seal`; *out is a new secret. */
+int node__seal_kept_key(struct node_core *core,
+                        struct node_seal *seal,
+                        const char *name,
+                        struct cf_secret **out,
+                        char errmsg[CF_ERRMSG_SIZE]);
 /* Unseals with the unseal key the seal keeps, when the node is initialized and sealed and the
  * seal is ready. CF_OK with errmsg empty when there is nothing to do (no seal, not ready, not
  * sealed); otherwise errmsg says what failed and the node stays sealed. */

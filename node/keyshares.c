@@ -138,22 +138,9 @@ int node__key_verify(struct node_core *core,
     if (!recovery) {
         rv = core->unseal_key ? cf_cloak_open(core->unseal_key, &want) : CF_ESEALED;
     } else {
-        const uint8_t *ct;
-        size_t ct_len;
-        uint8_t *pt = NULL;
-        size_t pt_len = 0;
-        rv = core->auto_seal ? node__raw_get(core, NODE_KEY_RECOVERY_KEY, &ct, &ct_len) : CF_EINVAL;
-        if (rv == CF_OK) {
-            const char *aad = NODE_KEY_RECOVERY_KEY;
-            rv = node_seal_decrypt(core->auto_seal, (const uint8_t *)aad, strlen(aad), ct, ct_len,
-                                   &pt, &pt_len, errmsg);
-        }
-        if (rv == CF_OK) {
-            want = cf_secret_from(pt, pt_len);
-            cf_cleanse(pt, pt_len);
-            cf_free(pt);
-            rv = want ? CF_OK : CF_ENOMEM;
-        }
+        struct node_seal *seal = core->migrating ? core->old_seal : core->auto_seal;
+        rv = seal ? node__seal_kept_key(core, seal, NODE_KEY_RECOVERY_KEY, &want, errmsg)
+                  : CF_EINVAL;
     }
     if (rv != CF_OK) {
         if (errmsg[0] == '\0') {

@@ -59,16 +59,19 @@ static void reset_unseal_progress(struct node_core *core)
 static json_t *seal_status_json(struct node_core *core)
 {
     bool init = node__initialized(core);
-    bool recovery = core->auto_seal != NULL;
-    const char *type = recovery ? core->auto_seal->ops->type : "shamir";
+    /* Once initialized, the seal storage was made with (during a migration, the old one). */
+    bool recovery = init ? strcmp(core->seal.type, "shamir") != 0 : core->auto_seal != NULL;
+    const char *type = init              ? core->seal.type
+                       : core->auto_seal ? core->auto_seal->ops->type
+                                         : "shamir";
     unsigned t = recovery ? core->seal.recovery_threshold : core->seal.threshold;
     unsigned n = recovery ? core->seal.recovery_shares : core->seal.shares;
-    json_t *j = json_pack("{s:s,s:b,s:b,s:i,s:i,s:i,s:s,s:s,s:s,s:b,s:b,s:s}", "type",
-                          init ? core->seal.type : type, "initialized", init, "sealed",
-                          core->sealed, "t", init ? (int)t : 0, "n", init ? (int)n : 0, "progress",
-                          (int)core->unseal_shares.n, "nonce", core->unseal_shares.nonce, "version",
-                          COFFER_VERSION, "build_date", "2026-11-22T00:00:00Z", "migration", 0,
-                          "recovery_seal", recovery, "storage_type", "raft");
+    json_t *j =
+        json_pack("{s:s,s:b,s:b,s:i,s:i,s:i,s:s,s:s,s:s,s:b,s:b,s:s}", "type", type, "initialized",
+                  init, "sealed", core->sealed, "t", init ? (int)t : 0, "n", init ? (int)n : 0,
+                  "progress", (int)core->unseal_shares.n, "nonce", core->unseal_shares.nonce,
+                  "version", COFFER_VERSION, "build_date", "2026-11-22T00:00:00Z", "migration",
+                  core->migrating, "recovery_seal", recovery, "storage_type", "raft");
     if (j != NULL && recovery) {
         json_object_set_new(j, "recovery_seal_type", json_string("shamir"));
     }
@@ -247,8 +250,53 @@ static void handle_auto_unseal(struct node_core *core, struct node_request *req,
     node_request_done(req, bare(200, seal_status_json(core)));
 }
 
+/* sys/unseal while a seal migration is pending: shares of the old seal, with migrate=true. */
+static void handle_migrate_unseal(struct node_core *core, struct node_request *req)
+{
+    json_t *jreset = json_object_get(req->data, "reset");
+    if (json_is_true(jreset)) {
+        reset_unseal_progress(core);
+        node_request_done(req, bare(200, seal_status_json(core)));
+        return;
+    }
+    if (!json_is_true(json_object_get(req->data, "migrate"))) {
+        node_request_done(req, node_response_error(400,
+                                                   "a seal migration is pending: unseal with "
+                                                   "\"migrate\": true and the shares of the "
+                                                   "old seal"));
+        return;
+    }
+    json_t *jkey = json_object_get(req->data, "key");
+    if (!json_is_string(jkey) || json_string_length(jkey) == 0) {
+        node_request_done(req, node_response_error(400,
+                                                   "'key' must be specified in request "
+                                                   "body as JSON, or 'reset' set to true"));
+        return;
+    }
+    if (!node__shares_take(&core->unseal_shares, req, NULL, "unseal failed, invalid key")) {
+        return;
+    }
+    if (core->unseal_shares.n < node__migrate_threshold(core)) {
+        node_request_done(req, bare(200, seal_status_json(core)));
+        return;
+    }
+    struct cf_secret *combined = NULL;
+    int rv = node__shares_combine(&core->unseal_shares, &combined);
+    reset_unseal_progress(core);
+    if (rv != CF_OK) {
+        node_request_done(req, node_response_error(400, "unseal failed, invalid key"));
+        return;
+    }
+    node__migrate(core, req, combined, seal_status_json);
+    cf_secret_free(combined);
+}
+
 static void handle_unseal(struct node_core *core, struct node_request *req)
 {
+    if (core->migrating && core->sealed) {
+        handle_migrate_unseal(core, req);
+        return;
+    }
     if (core->auto_seal != NULL) {
         json_t *jreset = json_object_get(req->data, "reset");
         if (jreset != NULL && !json_is_boolean(jreset)) {

@@ -342,18 +342,27 @@ static int run_server(int argc, char **argv)
     cf_secret_set_mlock(!s.cfg.disable_mlock);
 
     struct node_seal *seal = NULL;
-    for (size_t i = 0; i < s.cfg.n_seals; i++) {
-        if (!s.cfg.seals[i].disabled) {
+    struct node_seal *old_seal = NULL;
+    const char *old_seal_type = NULL;
+    for (size_t i = 0; i < s.cfg.n_seals && rv == CF_OK; i++) {
+        if (s.cfg.seals[i].disabled) {
+            old_seal_type = s.cfg.seals[i].type;
+            rv = node_seal_open(&s.cfg.seals[i], &old_seal, errmsg);
+        } else {
             rv = node_seal_open(&s.cfg.seals[i], &seal, errmsg);
         }
     }
     if (rv != CF_OK) {
+        node_seal_free(seal);
+        node_seal_free(old_seal);
         fprintf(stderr, "coffer: seal error: %s\n", errmsg[0] ? errmsg : cf_strerror(rv));
         goto out;
     }
     uv_loop_init(&s.loop);
     struct node_core_config ccfg = {
         .seal = seal,
+        .old_seal = old_seal,
+        .old_seal_type = old_seal_type,
         .storage_path = s.cfg.storage_path,
         .node_id = s.cfg.node_id,
         .api_addr = s.cfg.api_addr,

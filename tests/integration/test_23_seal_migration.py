@@ -142,3 +142,21 @@ def test_shamir_to_pkcs11(make_server, tmp_path):
     s.start()
     assert status(s)["sealed"] is False and status(s)["type"] == "pkcs11"
     assert requests.get(s.url("secret/x"), headers=h).json()["data"] == {"v": "hsm"}
+
+    # And back: pkcs11 -> Shamir with the recovery shares (the old unseal key).
+    s.stop()
+    set_seal(
+        s,
+        f'seal "pkcs11" {{\n  lib = "{SOFTHSM}"\n  token_label = "mig"\n  pin = "1234"\n'
+        '  key_label = "mig-key"\n  disabled = "true"\n}\n',
+    )
+    s.start()
+    st = status(s)
+    assert st["migration"] is True and st["type"] == "pkcs11"
+    r = unseal(s, init["keys_base64"], True)
+    assert r.status_code == 200 and r.json()["type"] == "shamir", r.text
+    s.stop()
+    set_seal(s, "")
+    s.start()
+    s.unseal(init["keys_base64"])
+    assert requests.get(s.url("secret/x"), headers=h).json()["data"] == {"v": "hsm"}

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "lib/json.h"
+#include "lib/metrics.h"
 #include "lib/crypto.h"
 #include "node/barrier.h"
 #include "node/acl.h"
@@ -277,6 +278,7 @@ static void call_complete(struct node_request *req, struct node_response *resp)
     json_decref(call->granting);
     cf_free(call);
     core->inflight--;
+    cf_metrics_sample("vault.core.handle_request", NULL, NULL, cf_metrics_since_ms(req->start_ns));
     req->done_cb = req->outer_done_cb;
     node_request_done(req, resp);
     if ((core->pending_seal != NULL || core->seal_requested) && core->inflight == 0) {
@@ -431,7 +433,7 @@ static void dispatch(struct node_core *core, struct node_request *req)
     if (node__token_api_handle(core, req, &call->token, call->sudo) ||
         node__wrap_api_handle(core, req) || node__mount_api_handle(core, req) ||
         node__audit_api_handle(core, req) || node__seal_api_handle(core, req, call->sudo) ||
-        node__raw_api_handle(core, req)) {
+        node__raw_api_handle(core, req) || node__metrics_api_handle(core, req)) {
         return;
     }
     if (strncmp(req->path, "sys/policies/acl", 16) == 0 ||

@@ -86,6 +86,7 @@ struct node_request
     bool wants_body;           /* false for HEAD */
     int64_t wrap_ttl_s;        /* X-Vault-Wrap-TTL in seconds; 0 = no wrapping */
     int64_t if_modified_since; /* If-Modified-Since in Unix seconds; 0 = absent or unreadable */
+    int64_t start_ns;          /* CLOCK_MONOTONIC when the request was made (metrics) */
     /* The body as sent, for the binary request types Vault passes through untouched
      * (application/ocsp-request); NULL otherwise (the body is in data). */
     uint8_t *raw_body; /* owned */

@@ -270,6 +270,9 @@ int node__auto_seal_init_put(struct node_core *core,
 /* seal_api.c: sys/tools/seal-key; true when it handled the request. */
 bool node__seal_api_handle(struct node_core *core, struct node_request *req, bool sudo);
 
+/* metrics_api.c: GET sys/metrics (JSON, or ?format=prometheus). */
+bool node__metrics_api_handle(struct node_core *core, struct node_request *req);
+
 /* raw_api.c: sys/raw reads when the config enables raw_storage_endpoint. */
 bool node__raw_api_handle(struct node_core *core, struct node_request *req);
 

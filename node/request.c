@@ -1,4 +1,5 @@
 /* Request and response objects shared by the core, the engines and the API layer. */
+#include "lib/metrics.h"
 #include "node/engine.h"
 
 #include <stdarg.h>
@@ -107,6 +108,7 @@ struct node_request *node_request_new(enum node_op op, char *path, json_t *data)
     req->path = path;
     req->data = data;
     req->wants_body = true;
+    req->start_ns = cf_metrics_now_ns();
     return req;
 }
 

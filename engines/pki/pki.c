@@ -1,4 +1,5 @@
 /* The PKI engine's entry point: instance life cycle and routing to the concern files. */
+#include "lib/metrics.h"
 #include "engines/pki/pki.h"
 
 #include <string.h>
@@ -44,8 +45,49 @@ static void pki_destroy(void *state)
     cf_free(e);
 }
 
+/* The metric of a request that issues, signs or revokes ("vault.secrets.pki.issue", ...), or
+ * NULL. issuer/:ref/ forms count with the plain ones. */
+static const char *metric_of(const struct node_request *req)
+{
+    const char *p = req->rel_path;
+    if (p == NULL || (req->op != NODE_OP_UPDATE && req->op != NODE_OP_CREATE)) {
+        return NULL;
+    }
+    bool issuer_form = strncmp(p, "issuer/", 7) == 0;
+    if (issuer_form) {
+        const char *slash = strchr(p + 7, '/');
+        p = slash != NULL ? slash + 1 : "";
+        if (strcmp(p, "revoke") == 0) {
+            return NULL; /* issuer/:ref/revoke revokes the issuer itself */
+        }
+    }
+    if (strncmp(p, "issue/", 6) == 0) {
+        return "vault.secrets.pki.issue";
+    }
+    if (strncmp(p, "sign/", 5) == 0) {
+        return "vault.secrets.pki.sign";
+    }
+    if (strcmp(p, "sign-verbatim") == 0 || strncmp(p, "sign-verbatim/", 14) == 0) {
+        return "vault.secrets.pki.sign_verbatim";
+    }
+    if (strcmp(p, "revoke") == 0 || strcmp(p, "revoke-with-key") == 0) {
+        return "vault.secrets.pki.revoke";
+    }
+    return NULL;
+}
+
 void pki_done(struct node_request *req, struct node_response *resp)
 {
+    const char *metric = metric_of(req);
+    if (metric != NULL) {
+        if (resp != NULL && resp->errors == NULL) {
+            cf_metrics_sample(metric, "mount", req->mount_path, cf_metrics_since_ms(req->start_ns));
+        } else {
+            char failed[64];
+            snprintf(failed, sizeof(failed), "%s.failures", metric);
+            cf_metrics_incr(failed, "mount", req->mount_path, 1);
+        }
+    }
     if (resp != NULL) {
         resp->mount_type = "pki";
     }

@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "lib/strconv.h"
 #include "lib/buf.h"
 #include "lib/crypto.h"
 #include "lib/log.h"
@@ -642,24 +643,6 @@ static struct audit_device *dev_find(const struct audit_broker *b, const char *p
     return NULL;
 }
 
-/* Go's strconv.ParseBool. */
-static bool parse_bool(const char *s, bool *out)
-{
-    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
-    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
-    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-        if (strcmp(s, yes[i]) == 0) {
-            *out = true;
-            return true;
-        }
-        if (strcmp(s, no[i]) == 0) {
-            *out = false;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Copies options into an object of strings. */
 static int options_copy(const json_t *options, json_t **out, char *errmsg)
 {
@@ -709,7 +692,7 @@ static int opt_bool(const json_t *opts, const char *key, bool dflt, bool *out, c
 {
     const char *s = opt_str(opts, key);
     *out = dflt;
-    if (s != NULL && !parse_bool(s, out)) {
+    if (s != NULL && !cf_parse_bool(s, out)) {
         cf_errmsg_printf(errmsg, "invalid value for %s: \"%s\" (want true or false)", key, s);
         return CF_EINVAL;
     }

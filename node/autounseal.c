@@ -70,16 +70,16 @@ int node__auto_unseal(struct node_core *core, char errmsg[CF_ERRMSG_SIZE])
     return rv;
 }
 
-static int put_wrapped(struct node_core *core,
-                       struct rft_batch *b,
-                       const char *name,
-                       const struct cf_secret *v,
-                       char errmsg[CF_ERRMSG_SIZE])
+int node__seal_kept_key_put(struct node_seal *seal,
+                            struct rft_batch *b,
+                            const char *name,
+                            const struct cf_secret *v,
+                            char errmsg[CF_ERRMSG_SIZE])
 {
     uint8_t *ct = NULL;
     size_t ct_len = 0;
-    int rv = node_seal_encrypt(core->auto_seal, (const uint8_t *)name, strlen(name), v->data,
-                               v->len, &ct, &ct_len, errmsg);
+    int rv = node_seal_encrypt(seal, (const uint8_t *)name, strlen(name), v->data, v->len, &ct,
+                               &ct_len, errmsg);
     if (rv == CF_OK) {
         rv = rft_batch_put(b, name, ct, ct_len);
         cf_free(ct);
@@ -99,10 +99,11 @@ int node__auto_seal_init_put(struct node_core *core,
     }
     int rv = cf_random(rk->data, rk->len);
     if (rv == CF_OK) {
-        rv = put_wrapped(core, b, NODE_KEY_SEAL_UNSEAL_KEY, unseal_key, errmsg);
+        rv = node__seal_kept_key_put(core->auto_seal, b, NODE_KEY_SEAL_UNSEAL_KEY, unseal_key,
+                                     errmsg);
     }
     if (rv == CF_OK) {
-        rv = put_wrapped(core, b, NODE_KEY_RECOVERY_KEY, rk, errmsg);
+        rv = node__seal_kept_key_put(core->auto_seal, b, NODE_KEY_RECOVERY_KEY, rk, errmsg);
     }
     if (rv != CF_OK) {
         cf_secret_free(rk);

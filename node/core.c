@@ -831,6 +831,21 @@ void node__load_seal_config(struct node_core *core)
     json_decref(j);
 }
 
+int node__seal_config_put(struct rft_batch *b, const struct node_seal_config *sc)
+{
+    json_t *j = json_pack("{s:s,s:i,s:i}", "type", sc->type, "secret_shares", (int)sc->shares,
+                          "secret_threshold", (int)sc->threshold);
+    if (j != NULL && strcmp(sc->type, "shamir") != 0) {
+        json_object_set_new(j, "recovery_shares", json_integer(sc->recovery_shares));
+        json_object_set_new(j, "recovery_threshold", json_integer(sc->recovery_threshold));
+    }
+    char *s = j ? cf_json_dumps(j, NULL) : NULL;
+    json_decref(j);
+    int rv = s ? rft_batch_put(b, NODE_KEY_SEAL_CONFIG, (const uint8_t *)s, strlen(s)) : CF_ENOMEM;
+    cf_free(s);
+    return rv;
+}
+
 static void core_ready_notify(void *arg, int status)
 {
     struct node_core *core = arg;

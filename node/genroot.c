@@ -22,7 +22,6 @@
 struct node_genroot
 {
     struct node_core *core;
-    bool started;
     bool busy; /* the new root token is being written */
     char nonce[37];
     char otp[OTP_LEN + 1];
@@ -42,7 +41,7 @@ static unsigned required(const struct node_core *core)
 
 static json_t *status_json(struct node_core *core, const struct node_genroot *g)
 {
-    bool started = g != NULL && g->started;
+    bool started = g != NULL;
     const char *enc = g != NULL ? g->encoded : "";
     return json_pack("{s:b,s:s,s:i,s:i,s:s,s:s,s:s,s:i,s:b}", "started", started, "nonce",
                      started ? g->nonce : "", "progress", started ? (int)g->shares.n : 0,
@@ -100,7 +99,7 @@ static void attempt_start(struct node_core *core, struct node_request *req)
                                                    "the server generates the one-time pad"));
         return;
     }
-    if (core->genroot != NULL && core->genroot->started) {
+    if (core->genroot != NULL) {
         node_request_done(req, node_response_error(400, "root generation already in progress"));
         return;
     }
@@ -121,8 +120,6 @@ static void attempt_start(struct node_core *core, struct node_request *req)
     memcpy(g->otp, extra + 4, 4);
     cf_cleanse(extra, sizeof(extra));
     g->core = core;
-    g->started = true;
-    genroot_clear(core);
     core->genroot = g;
     CF_LOG(CF_LOG_INFO, "root generation started nonce=%s", g->nonce);
     json_t *j = status_json(core, g);
@@ -195,7 +192,7 @@ static int write_root_token(struct node_core *core, struct genroot_write *w)
 static void update(struct node_core *core, struct node_request *req)
 {
     struct node_genroot *g = core->genroot;
-    if (g == NULL || !g->started) {
+    if (g == NULL) {
         node_request_done(req, node_response_error(400, "no root generation in progress"));
         return;
     }

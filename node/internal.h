@@ -147,6 +147,8 @@ bool node__initialized(const struct node_core *core);
 void node__defer(struct node_core *core, void (*fn)(void *arg, int status), void *arg, int status);
 /* Starts raft on a bootstrapped dir; the core's storage-ready handling follows. */
 int node__start_store(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]);
+/* Adds the write of core/seal-config (plaintext JSON; recovery fields for auto-unseal seals). */
+int node__seal_config_put(struct rft_batch *b, const struct node_seal_config *sc);
 /* Reloads the seal configuration from storage into core->seal. */
 void node__load_seal_config(struct node_core *core);
 /* Reads a raw (non-barrier) value; borrowed pointer as rft_store_get. */
@@ -255,6 +257,12 @@ int node__seal_kept_key(struct node_core *core,
                         const char *name,
                         struct cf_secret **out,
                         char errmsg[CF_ERRMSG_SIZE]);
+/* Adds the write of such a key, encrypted by `seal` with its name as AAD. */
+int node__seal_kept_key_put(struct node_seal *seal,
+                            struct rft_batch *b,
+                            const char *name,
+                            const struct cf_secret *v,
+                            char errmsg[CF_ERRMSG_SIZE]);
 /* Unseals with the unseal key the seal keeps, when the node is initialized and sealed and the
  * seal is ready. CF_OK with errmsg empty when there is nothing to do (no seal, not ready, not
  * sealed); otherwise errmsg says what failed and the node stays sealed. */

@@ -478,18 +478,14 @@ static int build_init_batch(struct init_op *op, struct rft_batch *b, char *errms
         return rv;
     }
     struct node_seal *seal = core->auto_seal;
-    json_t *sc =
-        json_pack("{s:s,s:i,s:i}", "type", seal ? seal->ops->type : "shamir", "secret_shares",
-                  (int)op->shares, "secret_threshold", (int)op->threshold);
-    if (sc != NULL && seal != NULL) {
-        json_object_set_new(sc, "recovery_shares", json_integer(op->recovery_shares));
-        json_object_set_new(sc, "recovery_threshold", json_integer(op->recovery_threshold));
-    }
-    char *scs = sc ? cf_json_dumps(sc, NULL) : NULL;
-    json_decref(sc);
-    rv =
-        scs ? rft_batch_put(b, NODE_KEY_SEAL_CONFIG, (const uint8_t *)scs, strlen(scs)) : CF_ENOMEM;
-    cf_free(scs);
+    struct node_seal_config sc = {
+        .shares = op->shares,
+        .threshold = op->threshold,
+        .recovery_shares = op->recovery_shares,
+        .recovery_threshold = op->recovery_threshold,
+    };
+    snprintf(sc.type, sizeof(sc.type), "%s", seal ? seal->ops->type : "shamir");
+    rv = node__seal_config_put(b, &sc);
     if (rv == CF_OK) {
         rv = barrier_seal_root(core->barrier, op->unseal_key->data, op->unseal_key->len, &blob,
                                &len);

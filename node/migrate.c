@@ -12,10 +12,10 @@
  * Each move is one Raft batch; if it fails the node seals again and nothing changed. A move
  * between two auto-unseal seals is refused: go through Shamir.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "lib/crypto.h"
-#include "lib/json.h"
 #include "node/barrier.h"
 #include "node/internal.h"
 
@@ -41,32 +41,6 @@ unsigned node__migrate_threshold(const struct node_core *core)
     return from_shamir(core) ? core->seal.threshold : core->seal.recovery_threshold;
 }
 
-static int put_config(struct rft_batch *b, json_t *sc)
-{
-    char *s = sc ? cf_json_dumps(sc, NULL) : NULL;
-    json_decref(sc);
-    int rv = s ? rft_batch_put(b, NODE_KEY_SEAL_CONFIG, (const uint8_t *)s, strlen(s)) : CF_ENOMEM;
-    cf_free(s);
-    return rv;
-}
-
-static int put_sealed(struct node_core *core,
-                      struct rft_batch *b,
-                      const char *name,
-                      const struct cf_secret *v,
-                      char errmsg[CF_ERRMSG_SIZE])
-{
-    uint8_t *ct = NULL;
-    size_t ct_len = 0;
-    int rv = node_seal_encrypt(core->auto_seal, (const uint8_t *)name, strlen(name), v->data,
-                               v->len, &ct, &ct_len, errmsg);
-    if (rv == CF_OK) {
-        rv = rft_batch_put(b, name, ct, ct_len);
-        cf_free(ct);
-    }
-    return rv;
-}
-
 /* Shamir -> auto: the combined key is the unseal key, and becomes the recovery key. */
 static int to_auto(struct node_core *core,
                    const struct cf_secret *key,
@@ -77,15 +51,19 @@ static int to_auto(struct node_core *core,
     if (rv != CF_OK) {
         return rv;
     }
-    rv = put_sealed(core, b, NODE_KEY_SEAL_UNSEAL_KEY, key, errmsg);
+    rv = node__seal_kept_key_put(core->auto_seal, b, NODE_KEY_SEAL_UNSEAL_KEY, key, errmsg);
     if (rv == CF_OK) {
-        rv = put_sealed(core, b, NODE_KEY_RECOVERY_KEY, key, errmsg);
+        rv = node__seal_kept_key_put(core->auto_seal, b, NODE_KEY_RECOVERY_KEY, key, errmsg);
     }
     if (rv == CF_OK) {
-        rv = put_config(
-            b, json_pack("{s:s,s:i,s:i,s:i,s:i}", "type", core->auto_seal->ops->type,
-                         "secret_shares", 1, "secret_threshold", 1, "recovery_shares",
-                         (int)core->seal.shares, "recovery_threshold", (int)core->seal.threshold));
+        struct node_seal_config sc = {
+            .shares = 1,
+            .threshold = 1,
+            .recovery_shares = core->seal.shares,
+            .recovery_threshold = core->seal.threshold,
+        };
+        snprintf(sc.type, sizeof(sc.type), "%s", core->auto_seal->ops->type);
+        rv = node__seal_config_put(b, &sc);
     }
     return rv;
 }
@@ -139,9 +117,12 @@ static int to_shamir(struct node_core *core,
         rv = rft_batch_delete(b, NODE_KEY_RECOVERY_KEY);
     }
     if (rv == CF_OK) {
-        rv = put_config(b, json_pack("{s:s,s:i,s:i}", "type", "shamir", "secret_shares",
-                                     (int)core->seal.recovery_shares, "secret_threshold",
-                                     (int)core->seal.recovery_threshold));
+        struct node_seal_config sc = {
+            .type = "shamir",
+            .shares = core->seal.recovery_shares,
+            .threshold = core->seal.recovery_threshold,
+        };
+        rv = node__seal_config_put(b, &sc);
     }
     return rv;
 }

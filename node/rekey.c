@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "lib/crypto.h"
-#include "lib/json.h"
 #include "node/barrier.h"
 #include "node/internal.h"
 
@@ -155,48 +154,31 @@ static void init_start(struct node_core *core, struct node_request *req, bool re
     reply(req, status_json(core, recovery));
 }
 
-/* The stored seal configuration with the new share count and threshold. */
-static int put_seal_config(struct node_core *core, struct rft_batch *b, const struct node_rekey *rk)
+/* The new key and the seal configuration with the new share count and threshold. */
+static int put_rekey(struct node_core *core,
+                     struct rft_batch *b,
+                     const struct node_rekey *rk,
+                     const struct cf_secret *key,
+                     char errmsg[CF_ERRMSG_SIZE])
 {
-    const uint8_t *val;
-    size_t len;
-    int rv = node__raw_get(core, NODE_KEY_SEAL_CONFIG, &val, &len);
-    json_t *j = rv == CF_OK ? json_loadb((const char *)val, len, 0, NULL) : NULL;
-    if (j == NULL) {
-        return rv == CF_OK ? CF_ECORRUPT : rv;
-    }
-    json_object_set_new(j, rk->recovery ? "recovery_shares" : "secret_shares",
-                        json_integer(rk->shares));
-    json_object_set_new(j, rk->recovery ? "recovery_threshold" : "secret_threshold",
-                        json_integer(rk->threshold));
-    char *s = cf_json_dumps(j, NULL);
-    json_decref(j);
-    rv = s ? rft_batch_put(b, NODE_KEY_SEAL_CONFIG, (const uint8_t *)s, strlen(s)) : CF_ENOMEM;
-    cf_free(s);
-    return rv;
-}
-
-static int put_new_key(struct node_core *core,
-                       struct rft_batch *b,
-                       const struct node_rekey *rk,
-                       const struct cf_secret *key,
-                       char errmsg[CF_ERRMSG_SIZE])
-{
-    uint8_t *blob = NULL;
-    size_t len = 0;
+    struct node_seal_config sc = core->seal;
     int rv;
     if (rk->recovery) {
-        const char *aad = NODE_KEY_RECOVERY_KEY;
-        rv = node_seal_encrypt(core->auto_seal, (const uint8_t *)aad, strlen(aad), key->data,
-                               key->len, &blob, &len, errmsg);
+        sc.recovery_shares = rk->shares;
+        sc.recovery_threshold = rk->threshold;
+        rv = node__seal_kept_key_put(core->auto_seal, b, NODE_KEY_RECOVERY_KEY, key, errmsg);
     } else {
+        sc.shares = rk->shares;
+        sc.threshold = rk->threshold;
+        uint8_t *blob = NULL;
+        size_t len = 0;
         rv = barrier_seal_root(core->barrier, key->data, key->len, &blob, &len);
+        if (rv == CF_OK) {
+            rv = rft_batch_put(b, NODE_KEY_ROOT, blob, len);
+        }
+        cf_free(blob);
     }
-    if (rv == CF_OK) {
-        rv = rft_batch_put(b, rk->recovery ? NODE_KEY_RECOVERY_KEY : NODE_KEY_ROOT, blob, len);
-    }
-    cf_free(blob);
-    return rv;
+    return rv == CF_OK ? node__seal_config_put(b, &sc) : rv;
 }
 
 static void written_cb(void *arg, int status)
@@ -282,10 +264,7 @@ static void update(struct node_core *core, struct node_request *req, bool recove
         w->key = cf_secret_new(NEW_KEY_LEN);
         rv = w->key ? cf_random(w->key->data, NEW_KEY_LEN) : CF_ENOMEM;
         if (rv == CF_OK) {
-            rv = put_new_key(core, b, rk, w->key, errmsg);
-        }
-        if (rv == CF_OK) {
-            rv = put_seal_config(core, b, rk);
+            rv = put_rekey(core, b, rk, w->key, errmsg);
         }
     } else if (rv == CF_OK) {
         rv = CF_ENOMEM;

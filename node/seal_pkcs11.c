@@ -37,6 +37,7 @@
 
 #include <p11-kit-1/p11-kit/pkcs11.h>
 
+#include "lib/strconv.h"
 #include "lib/crypto.h"
 #include "lib/mem.h"
 
@@ -341,24 +342,6 @@ struct seal_pkcs11
 
 /* ---- Configuration ---- */
 
-/* Go's strconv.ParseBool, as Vault reads its string booleans. */
-static bool parse_bool(const char *s, bool *out)
-{
-    static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
-    static const char *const no[] = {"0", "f", "F", "false", "FALSE", "False"};
-    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-        if (strcmp(s, yes[i]) == 0) {
-            *out = true;
-            return true;
-        }
-        if (strcmp(s, no[i]) == 0) {
-            *out = false;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* "0x1087" (hex) or "4231" (decimal); nothing else, no sign, no octal. */
 static bool parse_ulong(const char *s, unsigned long *out)
 {
@@ -387,40 +370,13 @@ static bool parse_ulong(const char *s, unsigned long *out)
     return true;
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* CKA_ID as hex, with or without 0x: "0a1b" -> {0x0a, 0x1b}. */
 static bool parse_hex_id(const char *s, uint8_t out[KEY_ID_MAX], size_t *len)
 {
     if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
         s += 2;
     }
-    size_t n = strlen(s);
-    if (n == 0 || n % 2 != 0 || n / 2 > KEY_ID_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hex_val(s[2 * i]);
-        int lo = hex_val(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            return false;
-        }
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    *len = n / 2;
-    return true;
+    return s[0] != '\0' && cf_hex_decode(s, strlen(s), out, KEY_ID_MAX, len) == CF_OK;
 }
 
 /* The fields taken from COFFER_HSM_<NAME> / VAULT_HSM_<NAME> before the stanza. */
@@ -494,7 +450,7 @@ static int config_bool(const struct node_seal_stanza *st,
 {
     const char *v = field(st, name);
     *out = false;
-    if (v != NULL && !parse_bool(v, out)) {
+    if (v != NULL && !cf_parse_bool(v, out)) {
         cf_errmsg_printf(errmsg, "seal \"pkcs11\": %s: \"%s\" is not a boolean", name, v);
         return CF_EINVAL;
     }

@@ -21,13 +21,16 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+BENCH_NAME=bench_crl
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+port=$(free_port)
 "$COFFER_BIN" server -dev -dev-root-token-id=$TOKEN -dev-listen-address=127.0.0.1:$port \
     > "$TMP/coffer.log" 2>&1 &
 PIDS+=($!)
 SPID=$!
 A=http://127.0.0.1:$port/v1
-for _ in $(seq 200); do curl -sf $A/sys/health >/dev/null && break; sleep 0.05; done
+wait_http "$A/sys/health" 200 "$SPID" coffer
 H="X-Vault-Token: $TOKEN"
 curl -sf -H "$H" -X POST $A/sys/mounts/pki -d '{"type":"pki","config":{"max_lease_ttl":"87600h"}}'
 curl -sf -H "$H" -X POST $A/pki/root/generate/internal \

@@ -25,14 +25,16 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BENCH_NAME=bench_pki
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-CPORT=$(port)
+CPORT=$(free_port)
 "$COFFER_BIN" server -dev -dev-root-token-id=$TOKEN -dev-listen-address=127.0.0.1:$CPORT \
     > "$TMP/coffer.log" 2>&1 &
 PIDS+=($!)
 A=http://127.0.0.1:$CPORT/v1
-for _ in $(seq 200); do curl -sf $A/sys/health >/dev/null && break; sleep 0.05; done
+wait_http "$A/sys/health" 200 "$!" coffer
 H="X-Vault-Token: $TOKEN"
 curl -sf -H "$H" -X POST $A/sys/mounts/pki -d '{"type":"pki","config":{"max_lease_ttl":"87600h"}}'
 curl -sf -H "$H" -X POST $A/pki/root/generate/internal \
@@ -101,7 +103,7 @@ if command -v cfssl >/dev/null; then
     cat > "$TMP/cfssl.json" <<'J'
 {"signing":{"default":{"expiry":"1h","usages":["digital signature","key encipherment","server auth"]}}}
 J
-    FPORT=$(port)
+    FPORT=$(free_port)
     cfssl serve -address 127.0.0.1 -port "$FPORT" -ca "$TMP/cfssl-ca.pem" \
         -ca-key "$TMP/cfssl-ca-key.pem" -config "$TMP/cfssl.json" > "$TMP/cfssl.log" 2>&1 &
     PIDS+=($!)

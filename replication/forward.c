@@ -1211,13 +1211,14 @@ void repl_fwd_call_respond(struct repl_fwd_call *call, const struct repl_fwd_res
     struct fwd_call *x = CF_CONTAINER_OF(call, struct fwd_call, pub);
     struct repl_fwd_server *s = x->s;
     x->handler_owns = false;
-    repl_fwd_request_free(&x->pub.req);
     if (s == NULL || !x->stream_open || s->closing) {
         call_free(x);
         return;
     }
+    /* Encoded before the request is freed: resp may point into it. */
     cf_buf_reset(&x->out);
     int rv = repl_fwd_response_encode(resp, &x->out);
+    repl_fwd_request_free(&x->pub.req);
     if (rv != CF_OK) {
         char text[CF_ERRMSG_SIZE];
         snprintf(text, sizeof(text), "encode forwarded response: %s", cf_strerror(rv));

@@ -1280,6 +1280,11 @@ int rft_net_listen(struct rft_net *n, const char *bind_addr, char errmsg[CF_ERRM
     return CF_OK;
 }
 
+uv_loop_t *rft_net_loop(const struct rft_net *n)
+{
+    return n->loop;
+}
+
 int rft_net_port(const struct rft_net *n)
 {
     return n->port;

@@ -74,6 +74,9 @@ void rft_net_unhandle(struct rft_net *n, const char *alpn);
  * with a clear errmsg. */
 int rft_net_listen(struct rft_net *n, const char *bind_addr, char errmsg[CF_ERRMSG_SIZE]);
 
+/* The loop the net runs on. */
+uv_loop_t *rft_net_loop(const struct rft_net *n);
+
 /* The port rft_net_listen bound (useful with port 0); 0 when not listening. */
 int rft_net_port(const struct rft_net *n);
 

@@ -38,7 +38,9 @@
 #include "lib/mem.h"
 #include "raft/entry.h"
 #include "raft/fsm.h"
+#include "raft/internal.h"
 #include "raft/transport_local.h"
+#include "raft/transport_tls.h"
 
 #define CF_LOG_MODULE "raft"
 #include "lib/log.h"
@@ -47,81 +49,7 @@
 #define BATCH_MAX_BYTES (64u * 1024 * 1024)
 #define LEADER_POLL_MS 20
 
-struct group_result
-{
-    size_t n;
-    struct
-    {
-        int status;
-        size_t failed_op;
-        struct rft_value *old;
-        size_t n_old;
-    } r[];
-};
-
-struct group
-{
-    struct raft_apply apply;
-    struct rft_store *store;
-    struct rft_apply_req **reqs;
-    size_t n;
-};
-
-struct rft_store
-{
-    uv_loop_t *loop;
-    struct raft raft;
-    struct raft_io io;
-    struct raft_uv_transport transport;
-    struct raft_fsm fsm;
-    struct rft_map map;
-    char *dir;
-    char *node_id;
-    char *address;
-    raft_id id;
-    bool raft_inited;
-    bool io_inited;
-    bool transport_inited;
-    bool started;
-    bool ready;
-    bool barrier_pending;
-    bool closing;
-    bool halted;  /* an entry could not be applied */
-    int halt_err; /* CF_EVERSION or CF_ECORRUPT, with halt_msg */
-    char halt_msg[CF_ERRMSG_SIZE];
-    struct rft_store_config cfg;
-
-    rft_store_ready_cb ready_cb;
-    void *ready_arg;
-
-    /* queued, not yet submitted */
-    struct rft_apply_req *queue_head;
-    struct rft_apply_req *queue_tail;
-    size_t queue_bytes;
-    size_t inflight_groups;
-
-    struct group_result *parked; /* last apply's result until claimed */
-
-    struct rft_node *snap_root; /* frozen for the snapshot in progress */
-    uint64_t snap_count;
-    unsigned async_pending; /* io_async_work requests on the worker pool */
-    bool close_deferred;    /* rft_store_close waits for raft_busy() to turn false */
-
-    uv_check_t check;
-    uv_timer_t poll;
-    uv_idle_t reap; /* after raft_close: waits for libraft's last handle closes */
-    struct raft_barrier barrier;
-    /* libraft 0.15's io close callback can fire twice (see io_close_once): the real close of
-     * the uv backend and the callback raft gave it. */
-    void (*uv_close_fn)(struct raft_io *io, raft_io_close_cb cb);
-    raft_io_close_cb raft_io_closed;
-    bool io_close_fired;
-    int handles_open;
-    void (*close_cb)(void *arg);
-    void *close_arg;
-};
-
-static int err_from_raft(int rv)
+int rft__err_from_raft(int rv)
 {
     switch (rv) {
         case 0:
@@ -315,6 +243,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     }
     cf_free(batches);
     s->parked = res;
+    s->fsm_index = index;
     *result = res;
     return 0;
 }
@@ -598,18 +527,6 @@ static int check_node_id(struct rft_store *s, char errmsg[CF_ERRMSG_SIZE])
     return CF_OK;
 }
 
-static raft_id id_of(const char *node_id)
-{
-    uint8_t h[32];
-    raft_id id = 0;
-    if (cf_sha256(node_id, strlen(node_id), h) == CF_OK) {
-        for (int i = 0; i < 8; i++) {
-            id = id << 8 | h[i];
-        }
-    }
-    return id ? id : 1;
-}
-
 /* Life cycle -------------------------------------------------------------------------------- */
 
 static void flush_queue(struct rft_store *s);
@@ -622,7 +539,8 @@ static void io_close_once(struct raft_io *io, raft_io_close_cb cb);
  * second one trips over the first (log.c removeSuffix). Closing waits for both to drain. */
 static bool raft_busy(const struct rft_store *s)
 {
-    return s->async_pending > 0 || s->inflight_groups > 0 || s->barrier_pending;
+    return s->async_pending > 0 || s->inflight_groups > 0 || s->barrier_pending ||
+           s->change_running || s->transfer_pending;
 }
 
 static void check_cb(uv_check_t *h)
@@ -651,12 +569,21 @@ static void barrier_cb(struct raft_barrier *req, int status)
         return;
     }
     s->ready = true;
+    s->synced = true;
     CF_LOG(CF_LOG_INFO, "leader ready term=%llu applied_index=%llu",
            (unsigned long long)s->raft.current_term,
            (unsigned long long)raft_last_applied(&s->raft));
     if (s->ready_cb != NULL) {
         s->ready_cb(s, s->ready_arg);
     }
+}
+
+/* A follower is synced once it knows a leader and has applied every entry that leader said was
+ * committed: from then on its FSM is a (possibly stale) copy of the cluster's. */
+static bool follower_synced(struct rft_store *s)
+{
+    return raft_state(&s->raft) == RAFT_FOLLOWER && s->raft.follower_state.current_leader.id != 0 &&
+           s->raft.commit_index > 0 && raft_last_applied(&s->raft) >= s->raft.commit_index;
 }
 
 static void poll_cb(uv_timer_t *t)
@@ -666,6 +593,9 @@ static void poll_cb(uv_timer_t *t)
         return;
     }
     bool leader = raft_state(&s->raft) == RAFT_LEADER;
+    if (leader) {
+        rft__contacts_update(s);
+    }
     if (leader && !s->ready && !s->barrier_pending) {
         s->barrier_pending = true;
         int rv = raft_barrier(&s->raft, &s->barrier, barrier_cb);
@@ -676,6 +606,18 @@ static void poll_cb(uv_timer_t *t)
     } else if (!leader && s->ready) {
         s->ready = false;
         CF_LOG(CF_LOG_WARN, "lost leadership");
+        if (s->ready_cb != NULL) {
+            s->ready_cb(s, s->ready_arg);
+        }
+    }
+    if (!s->synced && !leader && follower_synced(s)) {
+        s->synced = true;
+        CF_LOG(CF_LOG_INFO, "follower synced term=%llu applied_index=%llu",
+               (unsigned long long)s->raft.current_term,
+               (unsigned long long)raft_last_applied(&s->raft));
+        if (s->ready_cb != NULL) {
+            s->ready_cb(s, s->ready_arg);
+        }
     }
 }
 
@@ -711,16 +653,21 @@ int rft_store_new(uv_loop_t *loop,
     if (rv != CF_OK) {
         goto err;
     }
-    s->id = id_of(s->node_id);
-    rv = rft_transport_local_init(&s->transport, loop);
-    if (rv != CF_OK) {
-        goto err;
+    s->id = rft_raft_id(s->node_id);
+    if (cfg->transport != NULL) {
+        s->net = cfg->transport;
+    } else {
+        rv = rft_transport_local_init(&s->transport, loop);
+        if (rv != CF_OK) {
+            goto err;
+        }
+        s->transport_inited = true;
+        s->net = &s->transport;
     }
-    s->transport_inited = true;
-    int r = raft_uv_init(&s->io, loop, s->dir, &s->transport);
+    int r = raft_uv_init(&s->io, loop, s->dir, s->net);
     if (r != 0) {
         cf_errmsg_printf(errmsg, "open raft log in %s: %s", s->dir, s->io.errmsg);
-        rv = err_from_raft(r);
+        rv = rft__err_from_raft(r);
         goto err;
     }
     s->io_inited = true;
@@ -742,7 +689,7 @@ int rft_store_new(uv_loop_t *loop,
     r = raft_init(&s->raft, &s->io, &s->fsm, s->id, s->address);
     if (r != 0) {
         cf_errmsg_printf(errmsg, "init raft in %s: %s", s->dir, raft_errmsg(&s->raft));
-        rv = err_from_raft(r);
+        rv = rft__err_from_raft(r);
         goto err;
     }
     s->raft_inited = true;
@@ -793,7 +740,7 @@ int rft_store_bootstrap(struct rft_store *s, char errmsg[CF_ERRMSG_SIZE])
     raft_configuration_close(&conf);
     if (r != 0) {
         cf_errmsg_printf(errmsg, "bootstrap raft in %s: %s", s->dir, raft_errmsg(&s->raft));
-        return err_from_raft(r);
+        return rft__err_from_raft(r);
     }
     CF_LOG(CF_LOG_INFO, "bootstrapped single-voter cluster id=%llu address=%s",
            (unsigned long long)s->id, s->address);
@@ -816,7 +763,7 @@ int rft_store_start(struct rft_store *s,
     }
     if (r != 0) {
         cf_errmsg_printf(errmsg, "load raft log from %s: %s", s->dir, raft_errmsg(&s->raft));
-        return err_from_raft(r);
+        return rft__err_from_raft(r);
     }
     s->started = true;
     uv_check_start(&s->check, check_cb);
@@ -829,9 +776,23 @@ bool rft_store_is_ready(const struct rft_store *s)
     return s->ready;
 }
 
+bool rft_store_is_synced(const struct rft_store *s)
+{
+    return s->synced;
+}
+
+bool rft_store_started(const struct rft_store *s)
+{
+    return s->started;
+}
+
 uint64_t rft_store_applied_index(const struct rft_store *s)
 {
-    return s->raft_inited ? raft_last_applied((struct raft *)&s->raft) : 0;
+    if (!s->raft_inited) {
+        return 0;
+    }
+    uint64_t a = raft_last_applied((struct raft *)&s->raft);
+    return s->fsm_index > a ? s->fsm_index : a;
 }
 
 uint64_t rft_store_commit_index(const struct rft_store *s)
@@ -904,7 +865,7 @@ static void group_apply_cb(struct raft_apply *apply, int status, void *result)
         s->parked = NULL; /* claimed */
     }
     s->inflight_groups--;
-    int st = err_from_raft(status);
+    int st = rft__err_from_raft(status);
     if (st != CF_OK && s->closing) {
         st = CF_ECANCELED; /* raft_close fails pending applies with RAFT_LEADERSHIPLOST */
     }
@@ -975,7 +936,7 @@ static void submit_group(struct rft_store *s, size_t n)
     int r = raft_apply(&s->raft, &g->apply, &rb, 1, group_apply_cb);
     if (r != 0) {
         raft_free(rb.base);
-        rv = err_from_raft(r);
+        rv = rft__err_from_raft(r);
         goto fail_reqs;
     }
     s->inflight_groups++;
@@ -1127,7 +1088,9 @@ static void reap_cb(uv_idle_t *h)
     }
     uv_idle_stop(&s->reap);
     raft_uv_close(&s->io);
-    rft_transport_local_close(&s->transport);
+    if (s->transport_inited) {
+        rft_transport_local_close(&s->transport);
+    }
     s->raft_inited = false;
     s->reap.data = s;
     uv_close((uv_handle_t *)&s->reap, handle_closed_cb);
@@ -1181,6 +1144,7 @@ void rft_store_close(struct rft_store *s, void (*cb)(void *arg), void *arg)
     s->closing = true;
     s->ready = false;
     s->close_cb = cb;
+    rft__changes_cancel(s);
     s->close_arg = arg;
     while (s->queue_head != NULL) {
         struct rft_apply_req *req = s->queue_head;

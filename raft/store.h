@@ -40,7 +40,12 @@ struct rft_store_config
     unsigned snapshot_trailing;    /* entries kept after a snapshot; 0 = default 10240 */
     unsigned election_timeout_ms;  /* 0 = default 1000 */
     unsigned heartbeat_timeout_ms; /* 0 = default 100 */
+    /* The network libraft uses (raft/transport_tls.h), borrowed and outliving the store; NULL
+     * = none (transport_local.h: a single node that never opens a port). */
+    struct raft_uv_transport *transport;
 };
+
+struct raft_uv_transport;
 
 /* Opens (or creates) the data dir and loads libraft's state. Fails with a clear message when the
  * dir holds files libraft cannot read. */
@@ -63,7 +68,9 @@ int rft_store_bootstrap(struct rft_store *s, char errmsg[CF_ERRMSG_SIZE]);
 typedef void (*rft_store_ready_cb)(struct rft_store *s, void *arg);
 
 /* Starts raft. ready_cb fires (from the loop, never inside this call) each time this node
- * becomes leader and has applied a barrier of its term. */
+ * becomes leader and has applied a barrier of its term, when it loses leadership, and once when
+ * it first becomes a synced follower (rft_store_is_synced). A dir that is not bootstrapped
+ * starts with no configuration: the node waits for a leader to add it (cluster join). */
 int rft_store_start(struct rft_store *s,
                     rft_store_ready_cb ready_cb,
                     void *arg,
@@ -71,6 +78,53 @@ int rft_store_start(struct rft_store *s,
 
 /* True while this node is leader with its barrier applied (writes are accepted). */
 bool rft_store_is_ready(const struct rft_store *s);
+/* True once this node has been a ready leader, or a follower that applied everything its
+ * leader had committed: its FSM holds the cluster's data (possibly stale on a follower). */
+bool rft_store_is_synced(const struct rft_store *s);
+/* True once rft_store_start succeeded. */
+bool rft_store_started(const struct rft_store *s);
+
+/* Membership (raft/membership.c). Changes run one at a time in submission order, on the
+ * leader only; cb fires once, never inside the call: CF_OK when the new configuration is
+ * committed, CF_ENOTLEADER, CF_ENOTFOUND (unknown server), CF_EEXIST (already there),
+ * CF_ECANCELED (closing) or CF_EIO, with a message. */
+typedef void (*rft_change_cb)(void *arg, int status, const char *errmsg);
+/* Adds a server as a non-voter that receives the log (libraft's standby role). */
+void rft_store_add_nonvoter(struct rft_store *s,
+                            const char *node_id,
+                            const char *address,
+                            rft_change_cb cb,
+                            void *arg);
+/* Makes a non-voter a voter (libraft first lets it catch up) or a voter a non-voter. */
+void rft_store_set_voter(struct rft_store *s,
+                         const char *node_id,
+                         bool voter,
+                         rft_change_cb cb,
+                         void *arg);
+/* Removes a server from the configuration. */
+void rft_store_remove(struct rft_store *s, const char *node_id, rft_change_cb cb, void *arg);
+/* Hands leadership to node_id (NULL: the most up-to-date voter). cb gets CF_OK when another
+ * node leads afterwards, CF_ETIMEDOUT when this node still does. */
+void rft_store_transfer(struct rft_store *s, const char *node_id, rft_change_cb cb, void *arg);
+
+#define RFT_ADDRESS_MAX 256
+struct rft_server
+{
+    uint64_t raft_id;
+    char address[RFT_ADDRESS_MAX];
+    bool voter;
+    bool leader;
+    /* Known on the leader only (0/false elsewhere): */
+    uint64_t match_index;     /* highest entry known to be on the server */
+    bool recent_contact;      /* it answered within the election timeout */
+    uint64_t last_contact_ms; /* ms since this leader last heard from it (0 for itself) */
+};
+/* Copies up to cap servers of the current configuration; returns how many there are. */
+size_t rft_store_servers(struct rft_store *s, struct rft_server *out, size_t cap);
+/* The leader this node knows of: raft id (0 = none) and its address ("" = none). */
+uint64_t rft_store_leader(struct rft_store *s, char address[RFT_ADDRESS_MAX]);
+/* Index of the current configuration entry. */
+uint64_t rft_store_configuration_index(const struct rft_store *s);
 
 /* Raft indexes and term, for sys/leader and X-Vault-Index. */
 uint64_t rft_store_applied_index(const struct rft_store *s);

@@ -39,6 +39,14 @@ struct api_exchange
     int http_version; /* 10, 11 or 20 */
     bool tls;
     void *data; /* the handler's */
+    /* Set only on exchanges made outside a listener (a request forwarded from a standby): then
+     * api_exchange_respond hands the response to this function instead of a connection. */
+    void (*respond_fn)(struct api_exchange *ex,
+                       int status,
+                       const struct api_header *headers,
+                       size_t n_headers,
+                       const uint8_t *body,
+                       size_t body_len);
 };
 
 /* Case-insensitive header lookup; the first value or NULL. */

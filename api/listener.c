@@ -148,6 +148,10 @@ void api_exchange_respond(struct api_exchange *ex,
                           const uint8_t *body,
                           size_t body_len)
 {
+    if (ex->respond_fn != NULL) {
+        ex->respond_fn(ex, status, headers, n_headers, body, body_len);
+        return;
+    }
     if (ex == NULL) {
         return;
     }

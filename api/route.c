@@ -30,16 +30,21 @@ static const char error_internal[] = "{\"errors\":[\"internal error\"]}";
 
 /* Sends a response with Cache-Control: no-store, the content type when there is a body, and
  * Last-Modified when last_modified > 0. */
-static void respond(struct api_exchange *ex,
-                    int status,
-                    const char *content_type,
-                    const uint8_t *body,
-                    size_t len,
-                    int64_t last_modified)
+static void respond_state(struct api_exchange *ex,
+                          int status,
+                          const char *content_type,
+                          const uint8_t *body,
+                          size_t len,
+                          int64_t last_modified,
+                          const char *state)
 {
     char date[CF_RFC3339_SIZE];
-    struct api_header h[3] = {{.name = (char *)"cache-control", .value = (char *)"no-store"}};
+    struct api_header h[4] = {{.name = (char *)"cache-control", .value = (char *)"no-store"}};
     size_t n = 1;
+    if (state != NULL && state[0] != '\0') {
+        h[n].name = (char *)"x-vault-index";
+        h[n++].value = (char *)state;
+    }
     if (len > 0) {
         h[n].name = (char *)"content-type";
         h[n++].value = (char *)content_type;
@@ -50,6 +55,16 @@ static void respond(struct api_exchange *ex,
         h[n++].value = date;
     }
     api_exchange_respond(ex, status, h, n, body, len);
+}
+
+static void respond(struct api_exchange *ex,
+                    int status,
+                    const char *content_type,
+                    const uint8_t *body,
+                    size_t len,
+                    int64_t last_modified)
+{
+    respond_state(ex, status, content_type, body, len, last_modified, NULL);
 }
 
 static void respond_json(struct api_exchange *ex, int status, const char *body, size_t len)
@@ -205,9 +220,51 @@ static const char *header_token(const struct api_exchange *ex)
     return NULL;
 }
 
+void api_route_redirect(struct node_core *core, struct api_exchange *ex)
+{
+    struct node_leader_info li;
+    if (!node_core_leader(core, &li) || li.is_self || li.api_addr[0] == '\0') {
+        respond_error(ex, 503, "no active Vault instance found");
+        return;
+    }
+    size_t n = strlen(li.api_addr) + strlen(ex->target) + 1;
+    char *loc = cf_malloc(n);
+    if (loc == NULL) {
+        respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
+        return;
+    }
+    size_t al = strlen(li.api_addr);
+    while (al > 0 && li.api_addr[al - 1] == '/') {
+        al--;
+    }
+    snprintf(loc, n, "%.*s%s", (int)al, li.api_addr, ex->target);
+    struct api_header h[2] = {{.name = (char *)"cache-control", .value = (char *)"no-store"},
+                              {.name = (char *)"location", .value = loc}};
+    api_exchange_respond(ex, 307, h, 2, NULL, 0);
+    cf_free(loc);
+}
+
 static void route_done_cb(struct node_request *req, struct node_response *resp)
 {
     struct api_exchange *ex = req->done_arg;
+    if (resp != NULL && resp->forward) {
+        struct api_route *rt = ex->data;
+        const char *nf = api_exchange_header(ex, "x-vault-no-request-forwarding");
+        if (rt->forward != NULL && (nf == NULL || nf[0] == '\0')) {
+            rt->forward(rt->forward_arg, ex);
+        } else {
+            api_route_redirect(rt->core, ex);
+        }
+        node_response_free(resp);
+        node_request_free(req);
+        return;
+    }
+    /* After a write, X-Vault-Index lets the client read its own write from any node. */
+    char state[NODE_STATE_TOKEN_SIZE] = "";
+    if (resp != NULL && resp->errors == NULL && req->op != NODE_OP_READ &&
+        req->op != NODE_OP_LIST) {
+        node_core_state_token(((struct api_route *)ex->data)->core, state);
+    }
     if (resp == NULL) {
         respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
     } else if (resp->errors != NULL) {
@@ -235,7 +292,7 @@ static void route_done_cb(struct node_request *req, struct node_response *resp)
             cf_free(s);
         }
     } else if (node_response_is_empty(resp)) {
-        respond_json(ex, 204, NULL, 0);
+        respond_state(ex, 204, "application/json", NULL, 0, 0, state);
     } else {
         json_t *env = node_response_envelope(resp, resp->wrap_info ? "" : req->request_id);
         size_t len = 0;
@@ -244,8 +301,8 @@ static void route_done_cb(struct node_request *req, struct node_response *resp)
         if (s == NULL) {
             respond_json(ex, 500, error_internal, sizeof(error_internal) - 1);
         } else {
-            respond(ex, resp->status ? resp->status : 200, "application/json", (uint8_t *)s, len,
-                    resp->last_modified);
+            respond_state(ex, resp->status ? resp->status : 200, "application/json", (uint8_t *)s,
+                          len, resp->last_modified, state);
             cf_free(s);
         }
     }
@@ -419,9 +476,37 @@ int api_route_decode(const struct api_exchange *ex,
     return CF_OK;
 }
 
+/* A request that names a state (X-Vault-Index) newer than this node has applied waits for it,
+ * briefly; if it does not arrive, the active node serves the request. */
+#define STATE_WAIT_MS 2000
+
+struct state_wait
+{
+    struct api_exchange *ex;
+    struct node_request *req;
+};
+
+static void state_waited_cb(void *arg, int status)
+{
+    struct state_wait *w = arg;
+    struct api_route *rt = w->ex->data;
+    if (status == CF_OK) {
+        node_core_handle(rt->core, w->req);
+    } else {
+        struct node_response *r = node_response_new();
+        if (r != NULL) {
+            r->forward = true;
+        }
+        route_done_cb(w->req, r);
+    }
+    cf_free(w);
+}
+
 void api_route_exchange(void *ctx, struct api_exchange *ex)
 {
-    struct node_core *core = ctx;
+    struct api_route *rt = ctx;
+    struct node_core *core = rt->core;
+    ex->data = rt;
     struct node_request *req = NULL;
     int status = 500;
     char msg[API_ROUTE_MSG_SIZE];
@@ -431,5 +516,18 @@ void api_route_exchange(void *ctx, struct api_exchange *ex)
     }
     req->done_cb = route_done_cb;
     req->done_arg = ex;
+    const char *state = api_exchange_header(ex, "x-vault-index");
+    uint64_t want = 0;
+    if (state != NULL && !node_core_is_active(core) &&
+        node_core_state_index(core, state, &want) == CF_OK &&
+        want > node_core_applied_index(core)) {
+        struct state_wait *w = cf_calloc(1, sizeof(*w));
+        if (w != NULL) {
+            w->ex = ex;
+            w->req = req;
+            node_core_wait_applied(core, want, STATE_WAIT_MS, state_waited_cb, w);
+            return;
+        }
+    }
     node_core_handle(core, req);
 }

@@ -19,7 +19,22 @@ int api_route_decode(const struct api_exchange *ex,
                      int *status,
                      char msg[API_ROUTE_MSG_SIZE]);
 
-/* An api_handler_fn: ctx is the struct node_core * that serves the requests. */
+/* Forwards an exchange this node may not serve to the active node and answers it (the HA layer,
+ * replication/ha.c). */
+typedef void (*api_route_forward_fn)(void *arg, struct api_exchange *ex);
+
+struct api_route
+{
+    struct node_core *core;       /* serves the requests */
+    api_route_forward_fn forward; /* NULL: standbys answer 307 to the active node */
+    void *forward_arg;
+};
+
+/* An api_handler_fn: ctx is a struct api_route. */
 void api_route_exchange(void *ctx, struct api_exchange *ex);
+
+/* Answers ex with a 307 to the active node's API (same path and query), or 503 when no active
+ * node is known. */
+void api_route_redirect(struct node_core *core, struct api_exchange *ex);
 
 #endif

@@ -100,6 +100,44 @@ static int block_body(struct walk *w,
     return CF_OK;
 }
 
+static int parse_retry_join(struct walk *w, const struct cf_hcl *v, struct node_config *cfg)
+{
+    if (v->kind != CF_HCL_OBJECT) {
+        return fail(w, v, "retry_join must be a block");
+    }
+    if (cfg->n_retry_join >= NODE_CONFIG_MAX_RETRY_JOIN) {
+        return fail(w, v, "too many retry_join blocks (at most %d)", NODE_CONFIG_MAX_RETRY_JOIN);
+    }
+    struct node_retry_join_config *r = &cfg->retry_join[cfg->n_retry_join++];
+    int rv = CF_OK;
+    for (size_t i = 0; i < v->n_entries && rv == CF_OK; i++) {
+        const char *k = v->entries[i].key;
+        const struct cf_hcl *e = v->entries[i].value;
+        if (strcmp(k, "leader_api_addr") == 0) {
+            rv = get_string(w, k, e, &r->leader_api_addr);
+            if (rv == CF_OK && strncmp(r->leader_api_addr, "http://", 7) != 0 &&
+                strncmp(r->leader_api_addr, "https://", 8) != 0) {
+                rv = fail(w, e, "leader_api_addr must be an http:// or https:// URL");
+            }
+        } else if (strcmp(k, "leader_ca_cert_file") == 0) {
+            rv = get_string(w, k, e, &r->leader_ca_cert_file);
+        } else if (strcmp(k, "leader_tls_servername") == 0) {
+            rv = get_string(w, k, e, &r->leader_tls_servername);
+        } else if (strcmp(k, "auto_join") == 0 || strcmp(k, "auto_join_scheme") == 0 ||
+                   strcmp(k, "auto_join_port") == 0 || strcmp(k, "leader_client_cert_file") == 0 ||
+                   strcmp(k, "leader_client_key_file") == 0 || strcmp(k, "leader_ca_cert") == 0 ||
+                   strcmp(k, "leader_client_cert") == 0 || strcmp(k, "leader_client_key") == 0) {
+            rv = fail(w, e, "retry_join %s is not supported by this server", k);
+        } else {
+            rv = fail(w, e, "unknown key \"%s\" in retry_join", k);
+        }
+    }
+    if (rv == CF_OK && r->leader_api_addr == NULL) {
+        rv = fail(w, v, "retry_join needs leader_api_addr");
+    }
+    return rv;
+}
+
 static int parse_storage(struct walk *w, const struct cf_hcl *v, struct node_config *cfg)
 {
     const char *type = NULL;
@@ -120,11 +158,20 @@ static int parse_storage(struct walk *w, const struct cf_hcl *v, struct node_con
             rv = get_string(w, k, e, &cfg->node_id);
         } else if (strcmp(k, "performance_multiplier") == 0 || strcmp(k, "trailing_logs") == 0 ||
                    strcmp(k, "snapshot_threshold") == 0 || strcmp(k, "snapshot_interval") == 0 ||
-                   strcmp(k, "max_entry_size") == 0 || strcmp(k, "retry_join") == 0 ||
+                   strcmp(k, "max_entry_size") == 0 ||
                    strcmp(k, "autopilot_reconcile_interval") == 0 ||
-                   strcmp(k, "autopilot_update_interval") == 0 ||
-                   strcmp(k, "retry_join_as_non_voter") == 0) {
-            /* Accepted; clustering settings take effect with the HA clusters issue. */
+                   strcmp(k, "autopilot_update_interval") == 0) {
+            /* Accepted; Coffer's own defaults apply. */
+        } else if (strcmp(k, "retry_join") == 0) {
+            if (e->kind == CF_HCL_LIST) {
+                for (size_t j = 0; j < e->n_items && rv == CF_OK; j++) {
+                    rv = parse_retry_join(w, e->items[j], cfg);
+                }
+            } else {
+                rv = parse_retry_join(w, e, cfg);
+            }
+        } else if (strcmp(k, "retry_join_as_non_voter") == 0) {
+            rv = get_bool(w, k, e, &cfg->retry_join_as_non_voter);
         } else {
             rv = fail(w, e, "unknown key \"%s\" in storage \"raft\"", k);
         }
@@ -190,8 +237,10 @@ static int parse_listener(struct walk *w, const struct cf_hcl *v, struct node_co
             rv = get_duration_ms(w, k, e, &l->read_header_timeout_ms);
         } else if (strcmp(k, "http_read_timeout") == 0) {
             rv = get_duration_ms(w, k, e, &l->read_timeout_ms);
-        } else if (strcmp(k, "cluster_address") == 0 || strcmp(k, "tls_max_version") == 0 ||
-                   strcmp(k, "tls_cipher_suites") == 0 || strcmp(k, "tls_client_ca_file") == 0 ||
+        } else if (strcmp(k, "cluster_address") == 0) {
+            rv = get_string(w, k, e, &l->cluster_address);
+        } else if (strcmp(k, "tls_max_version") == 0 || strcmp(k, "tls_cipher_suites") == 0 ||
+                   strcmp(k, "tls_client_ca_file") == 0 ||
                    strcmp(k, "tls_disable_client_certs") == 0 ||
                    strcmp(k, "tls_require_and_verify_client_cert") == 0 ||
                    strcmp(k, "max_request_duration") == 0 || strcmp(k, "http_write_timeout") == 0 ||
@@ -415,10 +464,16 @@ void node_config_close(struct node_config *cfg)
     }
     cf_free(cfg->storage_path);
     cf_free(cfg->node_id);
+    for (size_t i = 0; i < cfg->n_retry_join; i++) {
+        cf_free(cfg->retry_join[i].leader_api_addr);
+        cf_free(cfg->retry_join[i].leader_ca_cert_file);
+        cf_free(cfg->retry_join[i].leader_tls_servername);
+    }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         cf_free(cfg->listeners[i].address);
         cf_free(cfg->listeners[i].tls_cert_file);
         cf_free(cfg->listeners[i].tls_key_file);
+        cf_free(cfg->listeners[i].cluster_address);
     }
     cf_free(cfg->api_addr);
     cf_free(cfg->cluster_addr);

@@ -11,6 +11,7 @@
 #include "node/core.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -22,6 +23,7 @@
 #include "node/audit.h"
 #include "node/audit_core.h"
 #include "node/expire.h"
+#include "node/cluster.h"
 #include "node/internal.h"
 #include "node/policy_store.h"
 #include "node/token.h"
@@ -32,6 +34,9 @@
 
 bool node__initialized(const struct node_core *core)
 {
+    if (core->join != NULL && core->seal.threshold > 0) {
+        return true; /* joined a cluster whose seal configuration we know */
+    }
     if (!core->storage_ready || core->store == NULL) {
         return false;
     }
@@ -180,6 +185,9 @@ void node__commit(struct node_core *core, struct rft_batch *b, node_write_cb cb,
     }
     c->cb = cb;
     c->arg = arg;
+    if (!rft_store_is_ready(core->store)) {
+        core->standby_writes++; /* a standby's request that writes goes to the active node */
+    }
     int rv = rft_store_apply(core->store, &c->req, b, commit_apply_cb);
     if (rv != CF_OK) {
         cf_free(c);
@@ -265,14 +273,31 @@ struct core_call
     bool revoke_after;          /* the request spent the token's last use */
     bool sudo;                  /* the caller holds root or sudo on the path */
     bool audited;               /* the request entry was written */
+    bool standby_local;         /* a performance standby serves this request itself */
+    uint64_t standby_writes;    /* core->standby_writes when it started */
     struct node_response *resp; /* while the response entry is being written */
     struct core_call *next;     /* in core->audit_waiters */
 };
+
+static struct node_response *forward_response(void)
+{
+    struct node_response *r = node_response_new();
+    if (r != NULL) {
+        r->forward = true;
+    }
+    return r;
+}
 
 static void call_complete(struct node_request *req, struct node_response *resp)
 {
     struct node_core *core = req->core;
     struct core_call *call = req->core_priv;
+    if (call->standby_local && core->standby_writes != call->standby_writes) {
+        /* A storage write was attempted while this standby served the request (by it, or by a
+         * request running at the same time): the active node serves it instead. */
+        node_response_free(resp);
+        resp = forward_response();
+    }
     req->core_priv = NULL;
     node__token_clear(&call->token);
     json_decref(call->granting);
@@ -289,6 +314,9 @@ static void call_complete(struct node_request *req, struct node_response *resp)
         if (seal != NULL) {
             node_request_done(seal, node_response_new());
         }
+    }
+    if (core->reload_pending && core->inflight == 0) {
+        node__ha_update(core);
     }
 }
 
@@ -430,10 +458,25 @@ static void routed_done_cb(struct node_request *req, struct node_response *resp)
 static void dispatch(struct node_core *core, struct node_request *req)
 {
     struct core_call *call = req->core_priv;
+    if (call->standby_local && req->op != NODE_OP_READ && req->op != NODE_OP_LIST) {
+        struct node_mount *sm = node__mount_match(core, req->path);
+        if (sm == NULL || sm->ops->standby_ok == NULL || strncmp(req->path, "sys/", 4) == 0) {
+            node_request_done(req, forward_response());
+            return;
+        }
+        req->mount_path = sm->path;
+        req->rel_path = strlen(req->path) >= strlen(sm->path) ? req->path + strlen(sm->path) : "";
+        req->view = &sm->view;
+        if (!sm->ops->standby_ok(sm->state, req)) {
+            node_request_done(req, forward_response());
+            return;
+        }
+    }
     if (node__token_api_handle(core, req, &call->token, call->sudo) ||
         node__wrap_api_handle(core, req) || node__mount_api_handle(core, req) ||
         node__audit_api_handle(core, req) || node__seal_api_handle(core, req, call->sudo) ||
-        node__raw_api_handle(core, req) || node__metrics_api_handle(core, req)) {
+        node__raw_api_handle(core, req) || node__metrics_api_handle(core, req) ||
+        node__cluster_api_handle(core, req, call->sudo)) {
         return;
     }
     if (strncmp(req->path, "sys/policies/acl", 16) == 0 ||
@@ -484,6 +527,10 @@ static void use_cb(void *arg, int status, bool last)
 static void authorized(struct node_core *core, struct node_request *req)
 {
     struct core_call *call = req->core_priv;
+    if (call->standby_local && node__token_int(&call->token, "num_uses") > 0) {
+        node_request_done(req, forward_response()); /* a use count is a write */
+        return;
+    }
     if (node__token_int(&call->token, "num_uses") > 0) {
         node__token_use(core, call->token.hash, use_cb, req);
         return;
@@ -703,6 +750,8 @@ bool node__token_sudo(struct node_core *core, const char *token, const char *pat
     return ok;
 }
 
+static bool standby_stale(struct node_core *core);
+
 void node_core_handle(struct node_core *core, struct node_request *req)
 {
     req->core = core;
@@ -717,6 +766,20 @@ void node_core_handle(struct node_core *core, struct node_request *req)
         node_request_done(req, node_response_error(503, "Vault is sealed"));
         return;
     }
+    bool standby = !rft_store_is_ready(core->store);
+    if (standby && !core->reload_pending && standby_stale(core)) {
+        CF_LOG(CF_LOG_INFO,
+               "the active node changed the keyring, mount or audit tables: "
+               "reloading");
+        core->reload_pending = true;
+        node__ha_update(core);
+    }
+    if (core->reload_pending || (standby && (req->wrap_ttl_s > 0 || req->op == NODE_OP_DELETE ||
+                                             req->op == NODE_OP_PATCH))) {
+        /* The active node serves this request (api/route forwards it). */
+        node_request_done(req, forward_response());
+        return;
+    }
     if (core->audit_broken) {
         node_request_done(req, node_response_error(503, "audit devices unavailable"));
         return;
@@ -727,6 +790,8 @@ void node_core_handle(struct node_core *core, struct node_request *req)
         return;
     }
     call->req = req;
+    call->standby_local = standby;
+    call->standby_writes = core->standby_writes;
     req->core_priv = call;
     /* Route completions through routed_done_cb to keep the in-flight count. */
     core->inflight++;
@@ -788,14 +853,22 @@ int node_core_new(uv_loop_t *loop,
     if (p != NULL) {
         raddr = p + 3;
     }
+    char rbuf[RFT_ADDRESS_MAX];
+    snprintf(rbuf, sizeof(rbuf), "%.*s", (int)strcspn(raddr, "/"), raddr);
     struct rft_store_config scfg = {
         .dir = core->storage_path,
         .node_id = core->node_id,
-        .address = raddr[0] ? raddr : "127.0.0.1:8201",
+        .address = rbuf[0] ? rbuf : "127.0.0.1:8201",
+        .transport = cfg->transport,
     };
     int rv = rft_store_new(loop, &scfg, &core->store, errmsg);
     if (rv != CF_OK) {
         cf_errmsg_wrapf(errmsg, "storage %s", core->storage_path);
+        node_core_close(core, NULL, NULL);
+        return rv;
+    }
+    rv = node__cluster_open(core, errmsg);
+    if (rv != CF_OK) {
         node_core_close(core, NULL, NULL);
         return rv;
     }
@@ -859,7 +932,9 @@ static void core_ready_notify(void *arg, int status)
 static void store_ready_cb(struct rft_store *s, void *arg)
 {
     struct node_core *core = arg;
-    (void)s;
+    if (!rft_store_is_synced(s)) {
+        return;
+    }
     bool first = !core->storage_ready;
     core->storage_ready = true;
     if (first) {
@@ -883,12 +958,212 @@ static void store_ready_cb(struct rft_store *s, void *arg)
             }
         }
     }
+    if (core->join != NULL) {
+        char errmsg[CF_ERRMSG_SIZE] = "";
+        if (node__join_finish(core, errmsg) != CF_OK) {
+            CF_LOG(CF_LOG_ERROR, "unseal after joining failed, the node stays sealed: %s", errmsg);
+        }
+    }
     if (core->on_storage_ready != NULL) {
         void (*fn)(struct node_core *) = core->on_storage_ready;
         core->on_storage_ready = NULL;
         fn(core);
     }
     core_ready_notify(core, CF_OK);
+    node__ha_update(core);
+}
+
+/* HA roles ------------------------------------------------------------------------------ */
+
+#define HA_TICK_MS 1000
+
+/* Reloads the unsealed state for the HA role the node now has (expiry and autopilot run only
+ * on the active node; a new active node rereads everything the old one wrote). */
+static void ha_reload(struct node_core *core)
+{
+    core->reload_pending = false;
+    if (core->sealed || core->unseal_key == NULL || core->closing) {
+        return;
+    }
+    struct cf_secret *k = NULL;
+    char errmsg[CF_ERRMSG_SIZE] = "";
+    int rv = cf_cloak_open(core->unseal_key, &k);
+    bool active = rft_store_is_ready(core->store);
+    CF_LOG(CF_LOG_INFO, "reloading for role %s", active ? "active" : "standby");
+    node__autopilot_stop(core);
+    if (rv == CF_OK) {
+        node__seal_now(core);
+        rv = node__unseal_with_key(core, k->data, k->len, errmsg);
+    }
+    cf_secret_free(k);
+    if (rv != CF_OK) {
+        CF_LOG(CF_LOG_ERROR, "reload for the new role failed, the node is sealed: %s",
+               errmsg[0] ? errmsg : cf_strerror(rv));
+    }
+}
+
+static void ha_tick_cb(uv_timer_t *t)
+{
+    struct node_core *core = t->data;
+    node__ha_update(core);
+    /* A sealed node cannot serve: if it leads, it hands leadership to another voter. */
+    if (core->sealed && core->store != NULL && rft_store_is_ready(core->store) &&
+        node__initialized(core) && rft_store_servers(core->store, NULL, 0) > 1) {
+        CF_LOG(CF_LOG_INFO, "sealed leader: handing leadership to another voter");
+        rft_store_transfer(core->store, NULL, NULL, NULL);
+    }
+}
+
+void node__ha_update(struct node_core *core)
+{
+    if (core->closing || core->store == NULL) {
+        return;
+    }
+    if (core->ha_timer == NULL && rft_store_started(core->store)) {
+        core->ha_timer = cf_calloc(1, sizeof(*core->ha_timer));
+        if (core->ha_timer == NULL) {
+            cf_oom_abort();
+        }
+        uv_timer_init(core->loop, core->ha_timer);
+        core->ha_timer->data = core;
+        uv_timer_start(core->ha_timer, ha_tick_cb, HA_TICK_MS, HA_TICK_MS);
+    }
+    if (core->sealed) {
+        return;
+    }
+    bool active = rft_store_is_ready(core->store);
+    if (active != core->was_active) {
+        core->reload_pending = true; /* new requests are forwarded meanwhile */
+    }
+    if (core->reload_pending && core->inflight == 0) {
+        ha_reload(core);
+        return; /* the unseal inside calls back here with the new role */
+    }
+    if (active && core->autopilot == NULL && !core->reload_pending) {
+        node__cluster_announce_active(core);
+        node__autopilot_start(core);
+    }
+}
+
+void node__state_versions(struct node_core *core, uint64_t out[4])
+{
+    static const char *const keys[4] = {NODE_KEY_KEYRING, NODE_KEY_MOUNTS, NODE_KEY_LOCAL_MOUNTS,
+                                        NODE_KEY_AUDIT};
+    for (int i = 0; i < 4; i++) {
+        out[i] = 0;
+        rft_store_get(core->store, keys[i], NULL, NULL, &out[i]);
+    }
+}
+
+/* A standby whose in-memory tables are older than storage reloads them (once idle). */
+static bool standby_stale(struct node_core *core)
+{
+    uint64_t v[4];
+    node__state_versions(core, v);
+    return memcmp(v, core->loaded_versions, sizeof(v)) != 0;
+}
+
+bool node_core_leader(struct node_core *core, struct node_leader_info *out)
+{
+    return node__cluster_leader_info(core, out);
+}
+
+bool node_core_is_active(const struct node_core *core)
+{
+    return !core->sealed && rft_store_is_ready(core->store);
+}
+
+uint64_t node_core_applied_index(const struct node_core *core)
+{
+    return rft_store_applied_index(core->store);
+}
+
+void node_core_state_token(struct node_core *core, char out[NODE_STATE_TOKEN_SIZE])
+{
+    out[0] = '\0';
+    if (core->sealed) {
+        return;
+    }
+    char plain[96];
+    int n = snprintf(plain, sizeof(plain), "v1:%s:%llu", core->cluster_id,
+                     (unsigned long long)rft_store_applied_index(core->store));
+    char *b = cf_base64_encode((const uint8_t *)plain, (size_t)n);
+    if (b != NULL) {
+        snprintf(out, NODE_STATE_TOKEN_SIZE, "%s", b);
+        cf_free(b);
+    }
+}
+
+int node_core_state_index(struct node_core *core, const char *token, uint64_t *index)
+{
+    uint8_t *p = NULL;
+    size_t n = 0;
+    if (core->sealed || cf_base64_decode(token, strlen(token), &p, &n) != CF_OK) {
+        return CF_EINVAL;
+    }
+    char buf[96];
+    snprintf(buf, sizeof(buf), "%.*s", (int)(n < sizeof(buf) - 1 ? n : sizeof(buf) - 1),
+             (const char *)p);
+    cf_free(p);
+    size_t cl = strlen(core->cluster_id);
+    if (strncmp(buf, "v1:", 3) != 0 || strncmp(buf + 3, core->cluster_id, cl) != 0 ||
+        buf[3 + cl] != ':') {
+        return CF_EINVAL;
+    }
+    char *end = NULL;
+    unsigned long long v = strtoull(buf + 4 + cl, &end, 10);
+    if (end == buf + 4 + cl || *end != '\0') {
+        return CF_EINVAL;
+    }
+    *index = v;
+    return CF_OK;
+}
+
+struct apply_wait
+{
+    struct node_core *core;
+    uv_timer_t timer;
+    uint64_t index;
+    uint64_t deadline_ms;
+    void (*cb)(void *arg, int status);
+    void *arg;
+};
+
+static void apply_wait_closed(uv_handle_t *h)
+{
+    cf_free(h->data);
+}
+
+static void apply_wait_tick(uv_timer_t *t)
+{
+    struct apply_wait *w = t->data;
+    bool done = w->core->closing || rft_store_applied_index(w->core->store) >= w->index;
+    if (!done && uv_now(w->core->loop) < w->deadline_ms) {
+        return;
+    }
+    uv_timer_stop(t);
+    w->cb(w->arg, done && !w->core->closing ? CF_OK : CF_ETIMEDOUT);
+    uv_close((uv_handle_t *)t, apply_wait_closed);
+}
+
+void node_core_wait_applied(struct node_core *core,
+                            uint64_t index,
+                            unsigned timeout_ms,
+                            void (*cb)(void *arg, int status),
+                            void *arg)
+{
+    struct apply_wait *w = cf_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        cf_oom_abort();
+    }
+    w->core = core;
+    w->index = index;
+    w->deadline_ms = uv_now(core->loop) + timeout_ms;
+    w->cb = cb;
+    w->arg = arg;
+    uv_timer_init(core->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, apply_wait_tick, 0, 2);
 }
 
 int node_core_start(struct node_core *core,
@@ -898,12 +1173,19 @@ int node_core_start(struct node_core *core,
 {
     core->ready_cb = ready_cb;
     core->ready_arg = arg;
-    if (!rft_store_bootstrapped(core->store)) {
-        /* Fresh node: nothing to replay; sys/init bootstraps raft. */
+    if (!rft_store_bootstrapped(core->store) && !node__cluster_joined(core)) {
+        /* Fresh node: nothing to replay; sys/init bootstraps raft, or the node joins. */
         node__defer(core, core_ready_notify, core, CF_OK);
+        node__join_start_retry(core);
         return CF_OK;
     }
-    return node__start_store(core, errmsg);
+    int rv = node__start_store(core, errmsg);
+    if (rv == CF_OK && rft_store_servers(core->store, NULL, 0) != 1) {
+        /* A cluster member: its storage is ready only once a leader has brought it up to date,
+         * which may take a while (or the rest of the cluster); serve sealed meanwhile. */
+        node__defer(core, core_ready_notify, core, CF_OK);
+    }
+    return rv;
 }
 
 int node__start_store(struct node_core *core, char errmsg[CF_ERRMSG_SIZE])
@@ -957,6 +1239,12 @@ void node_core_close(struct node_core *core, void (*cb)(void *arg), void *arg)
     }
     core->closing = true;
     node__seal_health_stop(core);
+    node__autopilot_stop(core);
+    node__join_free(core);
+    if (core->ha_timer != NULL) {
+        uv_close((uv_handle_t *)core->ha_timer, (uv_close_cb)cf_free);
+        core->ha_timer = NULL;
+    }
     if (core->store == NULL) {
         core_free(core);
         if (cb != NULL) {

@@ -53,6 +53,9 @@ struct node_response
     bool inject_top_level;  /* copy data's keys to the top level (core.md 1.4) */
     const char *mount_type; /* static string, e.g. "kv"; NULL -> "" */
     int64_t last_modified;  /* Unix seconds; > 0 adds a Last-Modified header */
+    /* Set by the core on a standby: this node may not serve the request; the HTTP layer
+     * forwards it to the active node (or answers 307, or 503 when none is known). */
+    bool forward;
 };
 
 /* A new empty response; NULL on OOM. */
@@ -132,6 +135,11 @@ struct node_engine_ops
     void (*handle)(void *state, struct node_request *req);
     /* Optional existence check (Vault's ExistenceCheck): sets *exists for a create/update
      * request so the ACL can tell "create" from "update". NULL: every write is an update. */
+    /* Optional: true when a performance standby may serve this write request itself because it
+     * writes nothing (PKI issue/sign on a no_store role). NULL: writes go to the active node.
+     * Reads are always tried locally; any storage write a standby attempts sends the request to
+     * the active node instead. */
+    bool (*standby_ok)(void *state, const struct node_request *req);
     int (*exists)(void *state, struct node_request *req, bool *exists);
     /* Optional NULL-terminated list of paths (relative to the mount) served without a token,
      * as Vault's PathsSpecial.Unauthenticated: "ca" exact, "cert/" followed by "*" a prefix,

@@ -147,5 +147,5 @@ void node_timer_stop(struct node_timer *t)
 
 bool node_view_writable(struct node_view *v)
 {
-    return !v->core->sealed && v->core->storage_ready;
+    return !v->core->sealed && rft_store_is_ready(v->core->store);
 }

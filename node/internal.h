@@ -136,6 +136,17 @@ struct node_core
     unsigned inflight;                  /* routed requests not yet done */
     struct node_request *pending_seal;  /* sys/seal waiting for in-flight requests */
 
+    /* Clustering (node/cluster.c, join.c, cluster_api.c) */
+    struct node_join *join;            /* a join of this node in progress, or NULL */
+    struct node_challenge *challenges; /* join challenges this (active) node handed out */
+    struct node_autopilot *autopilot;  /* while active */
+    bool was_active;                   /* the HA role the loaded state was made for */
+    uint64_t standby_writes;           /* writes a standby attempted (node__commit) */
+    uint64_t loaded_versions[4];       /* versions of the tables the unsealed state was loaded
+                                          from (node__state_versions) */
+    bool reload_pending;               /* reload state for a new HA role once idle */
+    uv_timer_t *ha_timer;              /* sealed leader hand-over, role checks */
+
     /* Work to run once storage is ready (init on a fresh node). */
     void (*on_storage_ready)(struct node_core *core);
     void *pending_init; /* struct init_op of lifecycle.c waiting for storage */
@@ -284,6 +295,18 @@ bool node__metrics_api_handle(struct node_core *core, struct node_request *req);
 /* raw_api.c: sys/raw reads when the config enables raw_storage_endpoint. */
 bool node__raw_api_handle(struct node_core *core, struct node_request *req);
 
+/* join.c: unseals a joined node once its log caught up (no-op without such a join). */
+int node__join_finish(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]);
+/* core.c: re-evaluates the HA role after a raft or seal change: a node that became active (or
+ * stopped being active) reloads its state for the new role once idle. */
+void node__ha_update(struct node_core *core);
+
+/* core.c: the versions of the stored tables an unsealed node keeps in memory (keyring, mount
+ * tables, audit table); a standby reloads when the active node changed one. */
+void node__state_versions(struct node_core *core, uint64_t out[4]);
+
+/* lifecycle.c: answers req with the seal status (200). */
+void node__lifecycle_seal_status(struct node_core *core, struct node_request *req);
 /* lifecycle.c: the bare-JSON sys endpoints. Returns true when it handled the request. */
 bool node__lifecycle_handle(struct node_core *core, struct node_request *req);
 /* Drops every key and mount (the seal itself). */

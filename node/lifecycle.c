@@ -21,6 +21,7 @@
 #include "node/audit_core.h"
 #include "node/expire.h"
 #include "node/policy_store.h"
+#include "node/cluster.h"
 #include "node/internal.h"
 #include "node/token.h"
 
@@ -80,6 +81,11 @@ static json_t *seal_status_json(struct node_core *core)
         json_object_set_new(j, "cluster_id", json_string(core->cluster_id));
     }
     return j;
+}
+
+void node__lifecycle_seal_status(struct node_core *core, struct node_request *req)
+{
+    node_request_done(req, bare(200, seal_status_json(core)));
 }
 
 /* Seal ---------------------------------------------------------------------------------- */
@@ -162,7 +168,8 @@ static int load_after_unseal(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]
         cf_free(val);
     }
     rv = node__mounts_load(core, errmsg);
-    if (rv == CF_OK && core->expire != NULL) {
+    if (rv == CF_OK && core->expire != NULL && rft_store_is_ready(core->store)) {
+        /* Only the active node expires tokens; a standby starts when it becomes active. */
         rv = node__expire_start(core->expire);
         if (rv != CF_OK) {
             cf_errmsg_printf(errmsg, "load expiry schedule: %s", cf_strerror(rv));
@@ -208,8 +215,14 @@ int node__unseal_with_key(struct node_core *core,
         return CF_ENOMEM;
     }
     core->sealed = false;
-    core->active_since_ns = now_ns();
-    CF_LOG(CF_LOG_INFO, "unsealed cluster=%s", core->cluster_name);
+    node__state_versions(core, core->loaded_versions);
+    core->was_active = rft_store_is_ready(core->store);
+    if (core->was_active) {
+        core->active_since_ns = now_ns();
+    }
+    CF_LOG(CF_LOG_INFO, "unsealed cluster=%s role=%s", core->cluster_name,
+           core->was_active ? "active" : "standby");
+    node__ha_update(core);
     return CF_OK;
 }
 
@@ -308,6 +321,10 @@ static void handle_unseal(struct node_core *core, struct node_request *req)
             return;
         }
         handle_auto_unseal(core, req, json_object_get(req->data, "key"));
+        return;
+    }
+    if (core->join != NULL && core->sealed) {
+        node__join_unseal(core, req);
         return;
     }
     if (!node__initialized(core)) {
@@ -526,6 +543,9 @@ static int build_init_batch(struct init_op *op, struct rft_batch *b, char *errms
         rv = put_json(core, b, NODE_KEY_CLUSTER, json_pack("{s:s,s:s}", "name", name, "id", cid));
     }
     if (rv == CF_OK) {
+        rv = node__cluster_init_put(core, b, errmsg);
+    }
+    if (rv == CF_OK) {
         /* The default table, split by replication class as mount.c stores it. */
         json_t *all = node__mounts_default(core, core->cfg.mount_kv_at_secret);
         json_t *shared = json_array();
@@ -675,7 +695,8 @@ static void handle_init(struct node_core *core, struct node_request *req)
                           bare(200, json_pack("{s:b}", "initialized", node__initialized(core))));
         return;
     }
-    if (node__initialized(core) || core->initializing) {
+    if (node__initialized(core) || core->initializing || core->join != NULL ||
+        (core->started && !core->storage_ready)) {
         node_request_done(req, node_response_error(400, "Vault is already initialized"));
         return;
     }
@@ -804,31 +825,46 @@ static void handle_health(struct node_core *core, struct node_request *req)
     int active = query_code(req, "activecode", 200, &bad);
     int standby = query_code(req, "standbycode", 429, &bad);
     (void)query_code(req, "drsecondarycode", 472, &bad);
-    (void)query_code(req, "performancestandbycode", 473, &bad);
+    int perf = query_code(req, "performancestandbycode", 473, &bad);
     int sealed = query_code(req, "sealedcode", 503, &bad);
     int uninit = query_code(req, "uninitcode", 501, &bad);
     bool standbyok = query_bool(req, "standbyok", &bad);
-    (void)query_bool(req, "perfstandbyok", &bad);
+    bool perfok = query_bool(req, "perfstandbyok", &bad);
     if (bad) {
         node_request_done(req, node_response_error(400, NULL));
         return;
     }
     bool init = node__initialized(core);
-    bool is_standby = false; /* single node: the active node (HA arrives with clustering) */
-    int code = !init          ? uninit
-               : core->sealed ? sealed
-               : is_standby   ? (standbyok ? active : standby)
-                              : active;
+    /* Every unsealed standby is a performance standby (it serves reads itself). */
+    bool is_standby = !core->sealed && !rft_store_is_ready(core->store);
+    int code = !init                      ? uninit
+               : core->sealed             ? sealed
+               : is_standby && !perfok    ? perf
+               : is_standby && !standbyok ? standby
+                                          : active;
     json_t *j = json_pack("{s:b,s:b,s:b,s:b,s:s,s:s,s:I,s:s,s:b}", "initialized", init, "sealed",
-                          core->sealed, "standby", is_standby, "performance_standby", 0,
-                          "replication_performance_mode", "disabled", "replication_dr_mode",
-                          "disabled", "server_time_utc", (json_int_t)time(NULL), "version",
-                          COFFER_VERSION, "enterprise", 0);
+                          core->sealed, "standby", is_standby || core->sealed,
+                          "performance_standby", is_standby, "replication_performance_mode",
+                          "disabled", "replication_dr_mode", "disabled", "server_time_utc",
+                          (json_int_t)time(NULL), "version", COFFER_VERSION, "enterprise", 0);
     if (j != NULL && !core->sealed) {
         json_object_set_new(j, "cluster_name", json_string(core->cluster_name));
         json_object_set_new(j, "cluster_id", json_string(core->cluster_id));
     }
+    if (j != NULL && core->store != NULL && rft_store_started(core->store)) {
+        json_object_set_new(j, "raft_applied_index",
+                            json_integer((json_int_t)rft_store_applied_index(core->store)));
+    }
     node_request_done(req, bare(code, j));
+}
+
+static void rfc3339_ns(int64_t ns, char out[64])
+{
+    time_t secs = (time_t)(ns / 1000000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(ns % 1000000000));
 }
 
 static void handle_leader(struct node_core *core, struct node_request *req)
@@ -837,19 +873,22 @@ static void handle_leader(struct node_core *core, struct node_request *req)
         node_request_done(req, node_response_error(503, "Vault is sealed"));
         return;
     }
-    char when[64];
-    time_t secs = (time_t)(core->active_since_ns / 1000000000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (long)(core->active_since_ns % 1000000000));
-    json_t *j = json_pack("{s:b,s:b,s:s,s:s,s:s,s:b,s:i,s:i,s:I,s:I}", "ha_enabled", 1, "is_self",
-                          1, "active_time", when, "leader_address", core->api_addr,
-                          "leader_cluster_address", core->cluster_addr, "performance_standby", 0,
-                          "performance_standby_last_remote_wal", 0, "last_wal", 0,
-                          "raft_committed_index", (json_int_t)rft_store_commit_index(core->store),
-                          "raft_applied_index", (json_int_t)rft_store_applied_index(core->store));
+    struct node_leader_info li;
+    bool known = node_core_leader(core, &li);
+    char when[64] = "0001-01-01T00:00:00Z";
+    if (li.is_self) {
+        rfc3339_ns(core->active_since_ns, when);
+    }
+    const char *scheme_addr = known ? li.cluster_addr : "";
+    char caddr[300];
+    snprintf(caddr, sizeof(caddr), "%s%s",
+             scheme_addr[0] && strstr(scheme_addr, "://") == NULL ? "https://" : "", scheme_addr);
+    json_t *j = json_pack(
+        "{s:b,s:b,s:s,s:s,s:s,s:b,s:i,s:i,s:I,s:I}", "ha_enabled", 1, "is_self", li.is_self,
+        "active_time", when, "leader_address", known ? li.api_addr : "", "leader_cluster_address",
+        caddr, "performance_standby", !li.is_self, "performance_standby_last_remote_wal", 0,
+        "last_wal", 0, "raft_committed_index", (json_int_t)rft_store_commit_index(core->store),
+        "raft_applied_index", (json_int_t)rft_store_applied_index(core->store));
     node_request_done(req, bare(200, j));
 }
 
@@ -901,7 +940,8 @@ bool node__lifecycle_handle(struct node_core *core, struct node_request *req)
             handle_leader(core, req);
         }
     } else {
-        return node__genroot_handle(core, req) || node__rekey_handle(core, req);
+        return node__join_handle(core, req) || node__genroot_handle(core, req) ||
+               node__rekey_handle(core, req);
     }
     return true;
 }

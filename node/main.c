@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <raft.h>
+#include <raft/uv.h>
 #include <uv.h>
 
 #include "api/http.h"
@@ -29,6 +31,9 @@
 #include "node/core.h"
 #include "node/engine.h"
 #include "node/seal.h"
+#include "raft/net.h"
+#include "raft/transport_tls.h"
+#include "replication/ha.h"
 
 #define CF_LOG_MODULE "server"
 #include "lib/log.h"
@@ -38,6 +43,12 @@ struct server
     uv_loop_t loop;
     struct node_config cfg;
     struct node_core *core;
+    struct api_route route;
+    struct rft_net *net;                /* the cluster port; NULL in dev mode */
+    struct raft_uv_transport transport; /* raft over net */
+    bool transport_inited;
+    struct repl_ha *ha;
+    char *retry_join_ca[NODE_CONFIG_MAX_RETRY_JOIN]; /* PEM read from leader_ca_cert_file */
     struct api_listener *listeners[NODE_CONFIG_MAX_LISTENERS];
     size_t n_listeners;
     uv_signal_t sigterm;
@@ -46,6 +57,7 @@ struct server
     bool dev;
     const char *dev_root_token;
     char dev_dir[64];
+    char cluster_bind[300]; /* host:port the cluster port listens on */
     bool stopping;
     int exit_code;
     size_t closing; /* listeners still closing */
@@ -71,20 +83,54 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
 
 /* Shutdown ----------------------------------------------------------------------------- */
 
+static void net_closed_cb(void *arg)
+{
+    struct server *s = arg;
+    s->net = NULL;
+}
+
 static void core_closed_cb(void *arg)
 {
     struct server *s = arg;
     s->core = NULL;
+    /* libraft has closed its transport with the store: the network can go now. */
+    if (s->transport_inited) {
+        rft_transport_tls_close(&s->transport);
+        s->transport_inited = false;
+    }
+    if (s->net != NULL) {
+        rft_net_close(s->net, net_closed_cb, s);
+    }
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
+}
+
+/* After a failed start: the store is gone; close the cluster port. */
+static void startup_failed_cb(void *arg)
+{
+    struct server *s = arg;
+    if (s->transport_inited) {
+        rft_transport_tls_close(&s->transport);
+        s->transport_inited = false;
+    }
+    if (s->net != NULL) {
+        rft_net_close(s->net, net_closed_cb, s);
+    }
+}
+
+static void ha_closed_cb(void *arg)
+{
+    struct server *s = arg;
+    s->ha = NULL;
+    node_core_close(s->core, core_closed_cb, s);
 }
 
 static void listener_closed_cb(void *arg)
 {
     struct server *s = arg;
     if (--s->closing == 0) {
-        node_core_close(s->core, core_closed_cb, s);
+        repl_ha_close(s->ha, ha_closed_cb, s);
     }
 }
 
@@ -99,7 +145,7 @@ static void server_stop(struct server *s, int exit_code)
     s->closing = s->n_listeners;
     if (s->closing == 0) {
         if (s->core != NULL) {
-            node_core_close(s->core, core_closed_cb, s);
+            repl_ha_close(s->ha, ha_closed_cb, s);
         } else {
             core_closed_cb(s);
         }
@@ -146,7 +192,7 @@ static int start_listeners(struct server *s)
             .read_timeout_ms = l->read_timeout_ms,
         };
         char errmsg[CF_ERRMSG_SIZE] = "";
-        int rv = api_listener_new(&s->loop, &lc, api_route_exchange, s->core,
+        int rv = api_listener_new(&s->loop, &lc, api_route_exchange, &s->route,
                                   &s->listeners[s->n_listeners], errmsg);
         if (rv != CF_OK) {
             fprintf(stderr, "coffer: listener %s: %s\n", l->address, errmsg);
@@ -287,6 +333,62 @@ static int config_defaults(struct node_config *c)
     return c->api_addr && c->cluster_addr && c->node_id ? CF_OK : CF_ENOMEM;
 }
 
+static char *read_text_file(const char *path, char errmsg[CF_ERRMSG_SIZE])
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        cf_errmsg_printf(errmsg, "open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = cf_malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (buf != NULL) {
+        buf[n] = '\0';
+    }
+    return buf;
+}
+
+/* The mutual-TLS cluster port and raft's transport over it. Binds to the first listener's
+ * cluster_address, else its host with the port of cluster_addr. */
+static int cluster_setup(struct server *s, char errmsg[CF_ERRMSG_SIZE])
+{
+    const struct node_listener_config *l = &s->cfg.listeners[0];
+    if (l->cluster_address != NULL) {
+        snprintf(s->cluster_bind, sizeof(s->cluster_bind), "%s", l->cluster_address);
+    } else {
+        /* The listener's host, on the port of cluster_addr (api port + 1 by default). */
+        const char *colon = strrchr(l->address, ':');
+        const char *ccolon = s->cfg.cluster_addr ? strrchr(s->cfg.cluster_addr, ':') : NULL;
+        int port = colon ? (int)strtol(colon + 1, NULL, 10) + 1 : 8201;
+        if (ccolon != NULL && strtol(ccolon + 1, NULL, 10) > 0) {
+            port = (int)strtol(ccolon + 1, NULL, 10);
+        }
+        snprintf(s->cluster_bind, sizeof(s->cluster_bind), "%.*s:%d",
+                 (int)(colon ? colon - l->address : (long)strlen(l->address)), l->address, port);
+    }
+    for (size_t i = 0; i < s->cfg.n_retry_join; i++) {
+        if (s->cfg.retry_join[i].leader_ca_cert_file != NULL) {
+            s->retry_join_ca[i] = read_text_file(s->cfg.retry_join[i].leader_ca_cert_file, errmsg);
+            if (s->retry_join_ca[i] == NULL) {
+                return CF_EIO;
+            }
+        }
+    }
+    int rv = rft_net_new(&s->loop, &s->net);
+    if (rv != CF_OK) {
+        cf_errmsg_printf(errmsg, "%s", cf_strerror(rv));
+        return rv;
+    }
+    rv = rft_transport_tls_init(&s->transport, s->net);
+    if (rv != CF_OK) {
+        cf_errmsg_printf(errmsg, "raft transport: %s", cf_strerror(rv));
+        return rv;
+    }
+    s->transport_inited = true;
+    return CF_OK;
+}
+
 static int run_server(int argc, char **argv)
 {
     struct server s;
@@ -359,6 +461,20 @@ static int run_server(int argc, char **argv)
         goto out;
     }
     uv_loop_init(&s.loop);
+    if (!s.dev) {
+        rv = cluster_setup(&s, errmsg);
+        if (rv != CF_OK) {
+            fprintf(stderr, "coffer: cluster port: %s\n", errmsg);
+            node_seal_free(seal);
+            node_seal_free(old_seal);
+            if (s.net != NULL) {
+                rft_net_close(s.net, NULL, NULL);
+            }
+            uv_run(&s.loop, UV_RUN_DEFAULT);
+            uv_loop_close(&s.loop);
+            goto out;
+        }
+    }
     struct node_core_config ccfg = {
         .seal = seal,
         .old_seal = old_seal,
@@ -370,8 +486,28 @@ static int run_server(int argc, char **argv)
         .mount_kv_at_secret = true,
         .dev = s.dev,
         .raw_storage_endpoint = s.cfg.raw_storage_endpoint,
+        .net = s.net,
+        .transport = s.transport_inited ? &s.transport : NULL,
+        .retry_join_as_non_voter = s.cfg.retry_join_as_non_voter,
     };
+    for (size_t i = 0; i < s.cfg.n_retry_join; i++) {
+        ccfg.retry_join[i].leader_api_addr = s.cfg.retry_join[i].leader_api_addr;
+        ccfg.retry_join[i].leader_ca_cert = s.retry_join_ca[i];
+        ccfg.retry_join[i].leader_tls_servername = s.cfg.retry_join[i].leader_tls_servername;
+    }
+    ccfg.n_retry_join = s.cfg.n_retry_join;
     rv = node_core_new(&s.loop, &ccfg, &s.core, errmsg);
+    s.route.core = s.core;
+    if (rv == CF_OK && s.net != NULL) {
+        rv = repl_ha_new(&s.loop, s.net, &s.route, &s.ha);
+        if (rv == CF_OK) {
+            s.route.forward = repl_ha_forward;
+            s.route.forward_arg = s.ha;
+            rv = rft_net_listen(s.net, s.cluster_bind, errmsg);
+        } else {
+            cf_errmsg_printf(errmsg, "request forwarding: %s", cf_strerror(rv));
+        }
+    }
     if (rv == CF_OK) {
         node_core_register_engine(s.core, &sys_engine_ops);
         node_core_register_engine(s.core, &kv_engine_ops);
@@ -382,9 +518,15 @@ static int run_server(int argc, char **argv)
     if (rv != CF_OK) {
         fprintf(stderr, "coffer: %s\n", errmsg[0] ? errmsg : cf_strerror(rv));
         s.exit_code = 1;
+        if (s.ha != NULL) {
+            repl_ha_close(s.ha, NULL, NULL);
+            s.ha = NULL;
+        }
         if (s.core != NULL) {
-            node_core_close(s.core, NULL, NULL);
+            node_core_close(s.core, startup_failed_cb, &s);
             s.core = NULL;
+        } else {
+            startup_failed_cb(&s);
         }
         uv_run(&s.loop, UV_RUN_DEFAULT);
         uv_loop_close(&s.loop);
@@ -406,6 +548,9 @@ static int run_server(int argc, char **argv)
 out:
     if (s.dev_dir[0] != '\0') {
         nftw(s.dev_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    for (size_t i = 0; i < NODE_CONFIG_MAX_RETRY_JOIN; i++) {
+        cf_free(s.retry_join_ca[i]);
     }
     node_config_close(&s.cfg);
     return rv == CF_OK ? 0 : 1;

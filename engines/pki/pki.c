@@ -76,6 +76,31 @@ static const char *metric_of(const struct node_request *req)
     return NULL;
 }
 
+/* A performance standby issues and signs on roles that store nothing (no_store, no lease); the
+ * active node does everything else. */
+static bool pki_standby_ok(void *state, const struct node_request *req)
+{
+    struct pki_engine *e = state;
+    const char *metric = metric_of(req);
+    if (metric == NULL || strcmp(metric, "vault.secrets.pki.revoke") == 0) {
+        return false;
+    }
+    const char *p = req->rel_path;
+    if (strncmp(p, "issuer/", 7) == 0) {
+        p = strchr(p + 7, '/');
+        p = p ? p + 1 : "";
+    }
+    const char *role = strchr(p, '/');
+    if (role == NULL || role[1] == '\0') {
+        return false; /* sign-verbatim without a role stores by default */
+    }
+    struct pki_role r;
+    char errmsg[CF_ERRMSG_SIZE];
+    bool ok = pki_role_load(e, role + 1, &r, errmsg) == CF_OK && r.no_store && !r.generate_lease;
+    pki_role_close(&r);
+    return ok;
+}
+
 void pki_done(struct node_request *req, struct node_response *resp)
 {
     const char *metric = metric_of(req);
@@ -220,6 +245,7 @@ const struct node_engine_ops pki_engine_ops = {
     .destroy = pki_destroy,
     .handle = pki_handle,
     .exists = pki_exists,
+    .standby_ok = pki_standby_ok,
     .unauth_paths = unauth_paths,
     .sudo_paths = sudo_paths,
 };

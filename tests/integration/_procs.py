@@ -33,9 +33,10 @@ def free_port():
 class Server:
     """A `coffer server -config=FILE` node whose data dir outlives each process."""
 
-    def __init__(self, workdir, extra_config="", env=None):
+    def __init__(self, workdir, extra_config="", env=None, node_id="n1", storage_extra=""):
         """extra_config is appended to the config file (e.g. a seal block); env adds to the
-        process environment."""
+        process environment;
+storage_extra goes inside the storage block (retry_join)."""
         self.workdir = Path(workdir)
         self.env = dict(os.environ, **(env or {}))
         self.data_dir = self.workdir / "data"
@@ -45,12 +46,14 @@ class Server:
         self.addr = f"http://127.0.0.1:{self.port}"
         self.config = self.workdir / "coffer.hcl"
         self.config.write_text(
-            f'storage "raft" {{\n  path = "{self.data_dir}"\n  node_id = "n1"\n}}\n'
+            f'storage "raft" {{\n  path = "{self.data_dir}"\n  node_id = "{node_id}"\n'
+            f"{storage_extra}}}\n"
             f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n  tls_disable = true\n}}\n'
             f'api_addr = "{self.addr}"\n'
             f'cluster_addr = "https://127.0.0.1:{self.cluster_port}"\n'
             'disable_mlock = true\nlog_level = "info"\n' + extra_config
         )
+        self.node_id = node_id
         self.proc = None
         self.stderr_path = None
         self.starts = 0
@@ -105,8 +108,7 @@ class Server:
             if rc is not None:
                 self.proc = None
                 raise AssertionError(f"coffer exited with {rc} during start:\n{self.stderr_tail()}")
-            try:
-                r = requests.get(self.url("sys/health"), timeout=1)
+try : r = requests.get(self.url("sys/health"), timeout=1)
                 if r.status_code in (200, 429, 472, 473, 501, 503):
                     return r
             except requests.RequestException:
@@ -144,8 +146,7 @@ class Server:
             return
         self.session.close()
         self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout * SCALE)
+    try : rc = self.proc.wait(timeout * SCALE)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -174,5 +175,3 @@ def assert_clean_stderr(text):
     """No sanitizer or UBSan report in a server's stderr."""
     for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
         assert marker not in text, f"{marker} in stderr:\n{text[-4000:]}"
-
-

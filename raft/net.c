@@ -38,13 +38,13 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 
-#define HIGH_WATER ((size_t)1 << 20)     /* bytes queued for one side before the other pauses */
-#define LOW_WATER (HIGH_WATER / 2)        /* resume below this */
-#define SERVER_DEADLINE_MS 10000          /* handshake + hello, accepting side */
-#define CLOSE_GRACE_MS 2000               /* flushing on close */
-#define IO_BUF_SIZE 65536                 /* uv read buffers */
-#define READ_CHUNK 16384                  /* plaintext per SSL_read (one TLS record) */
-#define PEER_MAX 256                      /* CN length limit, with the NUL */
+#define HIGH_WATER ((size_t)1 << 20) /* bytes queued for one side before the other pauses */
+#define LOW_WATER (HIGH_WATER / 2)   /* resume below this */
+#define SERVER_DEADLINE_MS 10000     /* handshake + hello, accepting side */
+#define CLOSE_GRACE_MS 2000          /* flushing on close */
+#define IO_BUF_SIZE 65536            /* uv read buffers */
+#define READ_CHUNK 16384             /* plaintext per SSL_read (one TLS record) */
+#define PEER_MAX 256                 /* CN length limit, with the NUL */
 
 struct handler
 {
@@ -65,8 +65,8 @@ struct rft_net_connect
 enum tunnel_state {
     T_CONNECTING, /* client: TCP connect in flight */
     T_HANDSHAKE,
-    T_HELLO,      /* server: reading the hello; client: waiting for the ack */
-    T_OPEN,       /* relaying */
+    T_HELLO, /* server: reading the hello; client: waiting for the ack */
+    T_OPEN,  /* relaying */
     T_CLOSING,
 };
 
@@ -81,8 +81,8 @@ struct tunnel
     uv_tcp_t tcp;
     bool tcp_init;
     bool tcp_connected;
-    bool tcp_dead; /* EOF or error: no graceful shutdown */
-    bool tcp_paused; /* reading stopped: relay side over HIGH_WATER */
+    bool tcp_dead;    /* EOF or error: no graceful shutdown */
+    bool tcp_paused;  /* reading stopped: relay side over HIGH_WATER */
     uv_timer_t timer; /* deadline, then the close grace period */
     bool timer_init;
     uv_pipe_t relay; /* our end of the socketpair */
@@ -93,9 +93,9 @@ struct tunnel
     uv_shutdown_t relay_shutdown;
     uv_connect_t connect_req;
 
-    SSL *ssl;  /* owned */
-    BIO *rbio; /* borrowed from ssl: network -> OpenSSL */
-    BIO *wbio; /* borrowed from ssl: OpenSSL -> network */
+    SSL *ssl;       /* owned */
+    BIO *rbio;      /* borrowed from ssl: network -> OpenSSL */
+    BIO *wbio;      /* borrowed from ssl: OpenSSL -> network */
     bool ssl_fatal; /* no close_notify after a fatal error */
 
     char peer[PEER_MAX]; /* the peer's CN once verified */
@@ -134,16 +134,16 @@ struct wreq
 
 struct rft_net
 {
-    uv_loop_t *loop;  /* borrowed */
-    SSL_CTX *ctx;     /* owned; NULL = no credentials */
+    uv_loop_t *loop; /* borrowed */
+    SSL_CTX *ctx;    /* owned; NULL = no credentials */
     bool (*allow)(void *arg, const char *peer);
     void *allow_arg;
     struct handler handlers[RFT_NET_HANDLERS_MAX];
     uv_tcp_t listener;
     bool listener_init;
     int port;
-    uv_timer_t anchor; /* never started: makes the close callback always asynchronous */
-    unsigned open_handles; /* anchor + listener */
+    uv_timer_t anchor;      /* never started: makes the close callback always asynchronous */
+    unsigned open_handles;  /* anchor + listener */
     struct tunnel *tunnels; /* list head */
     bool closing;
     void (*close_cb)(void *arg);
@@ -397,8 +397,7 @@ static void tunnel_flush(struct tunnel *t)
 {
     char *data = NULL;
     long len = BIO_get_mem_data(t->wbio, &data);
-    if (len <= 0 || !t->tcp_connected || t->tcp_dead ||
-        uv_is_closing((uv_handle_t *)&t->tcp)) {
+    if (len <= 0 || !t->tcp_connected || t->tcp_dead || uv_is_closing((uv_handle_t *)&t->tcp)) {
         (void)BIO_reset(t->wbio);
         return;
     }
@@ -520,8 +519,8 @@ static void tunnel_close(struct tunnel *t)
         bool shut = false;
         if (!t->relay_dead) {
             t->relay_shutdown.data = t;
-            shut = uv_shutdown(&t->relay_shutdown, (uv_stream_t *)&t->relay,
-                               relay_shutdown_cb) == 0;
+            shut =
+                uv_shutdown(&t->relay_shutdown, (uv_stream_t *)&t->relay, relay_shutdown_cb) == 0;
         }
         if (shut) {
             waiting = true;
@@ -1003,8 +1002,8 @@ static void tcp_connect_cb(uv_connect_t *req, int status)
         return;
     }
     if (status < 0) {
-        tunnel_fail(t, status == UV_ETIMEDOUT ? CF_ETIMEDOUT : CF_EIO, "connect to %s: %s",
-                    t->addr, uv_strerror(status));
+        tunnel_fail(t, status == UV_ETIMEDOUT ? CF_ETIMEDOUT : CF_EIO, "connect to %s: %s", t->addr,
+                    uv_strerror(status));
         return;
     }
     t->tcp_connected = true;
@@ -1358,8 +1357,8 @@ int rft_net_connect(struct rft_net *n,
         return CF_OK;
     }
     t->connect_req.data = t;
-    int uvrv = uv_tcp_connect(&t->connect_req, &t->tcp, (const struct sockaddr *)&ss,
-                              tcp_connect_cb);
+    int uvrv =
+        uv_tcp_connect(&t->connect_req, &t->tcp, (const struct sockaddr *)&ss, tcp_connect_cb);
     if (uvrv != 0) {
         tunnel_fail(t, CF_EIO, "connect to %s: %s", addr, uv_strerror(uvrv));
         return CF_OK;

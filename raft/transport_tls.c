@@ -31,10 +31,10 @@
 struct pconn
 {
     struct pconn *prev, *next;
-    struct tls_transport *tt; /* borrowed */
+    struct tls_transport *tt;    /* borrowed */
     struct raft_uv_connect *req; /* libraft's; completed exactly once */
     raft_uv_connect_cb cb;
-    raft_id id; /* the id libraft wants to reach */
+    raft_id id;                 /* the id libraft wants to reach */
     struct rft_net_connect *nc; /* valid until conn_done_cb */
 };
 
@@ -109,8 +109,8 @@ static void conn_done_cb(void *arg,
     }
     int rv = 0;
     if (status == CF_OK && rft_raft_id(peer) != pc->id) {
-        CF_LOG(CF_LOG_WARN, "peer %s does not hold the certificate of raft id %llx: refused",
-               peer, (unsigned long long)pc->id);
+        CF_LOG(CF_LOG_WARN, "peer %s does not hold the certificate of raft id %llx: refused", peer,
+               (unsigned long long)pc->id);
         snprintf(tt->t->errmsg, sizeof(tt->t->errmsg), "peer %s is not raft id %llx", peer,
                  (unsigned long long)pc->id);
         uv_close((uv_handle_t *)stream, rft_net_stream_free);

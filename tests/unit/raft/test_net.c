@@ -40,7 +40,8 @@
 #define TIMEOUT_MS 20000
 #define ALPN "test/1"
 
-/* Certificates ---------------------------------------------------------------------------------- */
+/* Certificates ----------------------------------------------------------------------------------
+ */
 
 struct creds
 {
@@ -127,7 +128,9 @@ static void ca_close(struct ca *ca)
 }
 
 /* Credentials for node `cn` with a certificate from `issuer`, trusting `trust`. */
-static void creds_make(struct creds *c, const char *cn, const struct ca *issuer,
+static void creds_make(struct creds *c,
+                       const char *cn,
+                       const struct ca *issuer,
                        const struct ca *trust)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
@@ -147,7 +150,8 @@ static void creds_free(struct creds *c)
     CF_FREE(c->key);
 }
 
-/* Fixture --------------------------------------------------------------------------------------- */
+/* Fixture ---------------------------------------------------------------------------------------
+ */
 
 struct fx
 {
@@ -221,7 +225,8 @@ static void run_for(struct fx *f, unsigned ms)
     }
 }
 
-/* Nets ------------------------------------------------------------------------------------------ */
+/* Nets ------------------------------------------------------------------------------------------
+ */
 
 struct accepted
 {
@@ -233,7 +238,10 @@ struct accepted
     uint8_t tag[64]; /* first hello byte of each stream */
 };
 
-static void accept_cb(void *arg, const char *peer, const uint8_t *hello, size_t hello_len,
+static void accept_cb(void *arg,
+                      const char *peer,
+                      const uint8_t *hello,
+                      size_t hello_len,
                       uv_stream_t *stream)
 {
     struct accepted *acc = arg;
@@ -255,7 +263,10 @@ struct conres
     bool *inside; /* set while the initiating call runs */
 };
 
-static void connect_cb(void *arg, int status, const char *peer, uv_stream_t *stream,
+static void connect_cb(void *arg,
+                       int status,
+                       const char *peer,
+                       uv_stream_t *stream,
                        const char *errmsg)
 {
     struct conres *r = arg;
@@ -281,7 +292,9 @@ static bool conres_done(void *arg)
     return ((struct conres *)arg)->done;
 }
 
-static struct rft_net *net_make(struct fx *f, const struct creds *c, struct accepted *acc,
+static struct rft_net *net_make(struct fx *f,
+                                const struct creds *c,
+                                struct accepted *acc,
                                 bool listen)
 {
     struct rft_net *n = NULL;
@@ -319,8 +332,14 @@ static void addr_of(const struct rft_net *n, char out[64])
 }
 
 /* Connects and runs until the callback fired. */
-static void dial(struct fx *f, struct rft_net *n, const char *addr, const char *alpn,
-                 const uint8_t *hello, size_t len, unsigned timeout_ms, struct conres *r)
+static void dial(struct fx *f,
+                 struct rft_net *n,
+                 const char *addr,
+                 const char *alpn,
+                 const uint8_t *hello,
+                 size_t len,
+                 unsigned timeout_ms,
+                 struct conres *r)
 {
     bool inside = true;
     memset(r, 0, sizeof(*r));
@@ -333,7 +352,8 @@ static void dial(struct fx *f, struct rft_net *n, const char *addr, const char *
     r->inside = NULL;
 }
 
-/* Stream endpoints: write a deterministic byte sequence, hash what arrives ---------------------- */
+/* Stream endpoints: write a deterministic byte sequence, hash what arrives ----------------------
+ */
 
 struct endp
 {
@@ -505,11 +525,15 @@ static bool pair_done(void *arg)
     return p->c->rx == p->n && p->s->rx == p->n;
 }
 
-/* Tests: data ----------------------------------------------------------------------------------- */
+/* Tests: data -----------------------------------------------------------------------------------
+ */
 
 /* Connects node-b to node-a and returns both user ends. */
-static void open_tunnel(struct fx *f, struct rft_net *sn, struct accepted *acc,
-                        struct rft_net *cn, struct conres *r)
+static void open_tunnel(struct fx *f,
+                        struct rft_net *sn,
+                        struct accepted *acc,
+                        struct rft_net *cn,
+                        struct conres *r)
 {
     char addr[64];
     addr_of(sn, addr);
@@ -655,8 +679,8 @@ static void test_many_tunnels(void **state)
     memset(r, 0, sizeof(r));
     for (int i = 0; i < N; i++) {
         uint8_t hello = (uint8_t)i;
-        assert_int_equal(
-            rft_net_connect(cn, addr, ALPN, &hello, 1, 5000, connect_cb, &r[i], NULL), CF_OK);
+        assert_int_equal(rft_net_connect(cn, addr, ALPN, &hello, 1, 5000, connect_cb, &r[i], NULL),
+                         CF_OK);
     }
     for (int i = 0; i < N; i++) {
         run_until(f, conres_done, &r[i]);
@@ -701,10 +725,15 @@ static void test_many_tunnels(void **state)
     net_close_wait(f, cn);
 }
 
-/* Tests: refusals ------------------------------------------------------------------------------- */
+/* Tests: refusals -------------------------------------------------------------------------------
+ */
 
-static void expect_refused(struct fx *f, const struct creds *server, const struct creds *client,
-                           const char *alpn, int status, const char *needle)
+static void expect_refused(struct fx *f,
+                           const struct creds *server,
+                           const struct creds *client,
+                           const char *alpn,
+                           int status,
+                           const char *needle)
 {
     struct accepted acc = {0};
     struct rft_net *sn = net_make(f, server, &acc, true);
@@ -939,7 +968,8 @@ static void test_cancel(void **state)
     blackhole_stop(f, &b);
 }
 
-/* Raw OpenSSL client in a thread, for what rft_net never sends ---------------------------------- */
+/* Raw OpenSSL client in a thread, for what rft_net never sends ----------------------------------
+ */
 
 struct raw
 {
@@ -1070,9 +1100,13 @@ static void test_raw_no_client_cert(void **state)
     struct fx *f = *state;
     struct accepted acc = {0};
     struct rft_net *sn = net_make(f, &f->a, &acc, true);
-    struct raw w = {.port = rft_net_port(sn), .creds = &f->b, .with_cert = false,
-                    .alpn_wire = alpn_wire, .alpn_len = 7,
-                    .send = (const uint8_t *)"\0\0\0\0", .send_len = 4};
+    struct raw w = {.port = rft_net_port(sn),
+                    .creds = &f->b,
+                    .with_cert = false,
+                    .alpn_wire = alpn_wire,
+                    .alpn_len = 7,
+                    .send = (const uint8_t *)"\0\0\0\0",
+                    .send_len = 4};
     raw_run(f, &w);
     assert_false(w.got_ack);
     assert_non_null(strstr(w.error, "certificate required"));
@@ -1086,13 +1120,19 @@ static void test_raw_alpn(void **state)
     struct accepted acc = {0};
     struct rft_net *sn = net_make(f, &f->a, &acc, true);
     /* No ALPN at all. */
-    struct raw w = {.port = rft_net_port(sn), .creds = &f->b, .with_cert = true,
-                    .send = (const uint8_t *)"\0\0\0\0", .send_len = 4};
+    struct raw w = {.port = rft_net_port(sn),
+                    .creds = &f->b,
+                    .with_cert = true,
+                    .send = (const uint8_t *)"\0\0\0\0",
+                    .send_len = 4};
     raw_run(f, &w);
     assert_false(w.got_ack);
     /* Two protocols offered. */
-    struct raw w2 = {.port = rft_net_port(sn), .creds = &f->b, .with_cert = true,
-                     .alpn_wire = alpn_two, .alpn_len = 14};
+    struct raw w2 = {.port = rft_net_port(sn),
+                     .creds = &f->b,
+                     .with_cert = true,
+                     .alpn_wire = alpn_two,
+                     .alpn_len = 14};
     raw_run(f, &w2);
     assert_false(w2.handshake_ok);
     assert_non_null(strstr(w2.error, "no application protocol"));
@@ -1109,8 +1149,13 @@ static void test_raw_hello_and_data(void **state)
     struct accepted acc = {0};
     struct rft_net *sn = net_make(f, &f->a, &acc, true);
     static const uint8_t msg[] = {0, 0, 0, 3, 'a', 'b', 'c', 'D', 'A', 'T', 'A'};
-    struct raw w = {.port = rft_net_port(sn), .creds = &f->b, .with_cert = true,
-                    .alpn_wire = alpn_wire, .alpn_len = 7, .send = msg, .send_len = sizeof(msg)};
+    struct raw w = {.port = rft_net_port(sn),
+                    .creds = &f->b,
+                    .with_cert = true,
+                    .alpn_wire = alpn_wire,
+                    .alpn_len = 7,
+                    .send = msg,
+                    .send_len = sizeof(msg)};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, raw_main, &w), 0);
     while (acc.count < 1) {
@@ -1145,8 +1190,13 @@ static void test_raw_hello_too_big(void **state)
     struct accepted acc = {0};
     struct rft_net *sn = net_make(f, &f->a, &acc, true);
     static const uint8_t msg[] = {0, 0, 0x10, 0x01, 'x'};
-    struct raw w = {.port = rft_net_port(sn), .creds = &f->b, .with_cert = true,
-                    .alpn_wire = alpn_wire, .alpn_len = 7, .send = msg, .send_len = sizeof(msg)};
+    struct raw w = {.port = rft_net_port(sn),
+                    .creds = &f->b,
+                    .with_cert = true,
+                    .alpn_wire = alpn_wire,
+                    .alpn_len = 7,
+                    .send = msg,
+                    .send_len = sizeof(msg)};
     raw_run(f, &w);
     assert_true(w.handshake_ok);
     assert_false(w.got_ack);
@@ -1154,7 +1204,8 @@ static void test_raw_hello_too_big(void **state)
     net_close_wait(f, sn);
 }
 
-/* Tests: arguments ------------------------------------------------------------------------------ */
+/* Tests: arguments ------------------------------------------------------------------------------
+ */
 
 static void test_bad_args(void **state)
 {
@@ -1185,8 +1236,9 @@ static void test_bad_args(void **state)
     rft_net_unhandle(n, "p/0");
     assert_int_equal(rft_net_handle(n, "p/9", accept_cb, &acc), CF_OK);
     /* Addresses. */
-    const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:x", "127.0.0.1:70000",
-                         "example.com:80", "[::1:80", "[::1]80", "1.2.3.4:123456"};
+    const char *bad[] = {
+        "",        "127.0.0.1", "127.0.0.1:",    "127.0.0.1:x", "127.0.0.1:70000", "example.com:80",
+        "[::1:80", "[::1]80",   "1.2.3.4:123456"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         errmsg[0] = '\0';
         assert_int_equal(rft_net_listen(n, bad[i], errmsg), CF_EINVAL);
@@ -1215,7 +1267,8 @@ static void test_bad_args(void **state)
     assert_false(r.done);
 }
 
-/* Tests: close semantics ------------------------------------------------------------------------ */
+/* Tests: close semantics ------------------------------------------------------------------------
+ */
 
 static void test_close_user_end(void **state)
 {

@@ -38,7 +38,8 @@
 #define TIMEOUT_MS 10000
 #define N_ENTRIES 100
 
-/* Certificates ---------------------------------------------------------------------------------- */
+/* Certificates ----------------------------------------------------------------------------------
+ */
 
 struct ca
 {
@@ -114,7 +115,8 @@ static void creds_free(struct creds *c)
     CF_FREE(c->key);
 }
 
-/* Nodes ----------------------------------------------------------------------------------------- */
+/* Nodes -----------------------------------------------------------------------------------------
+ */
 
 struct node
 {
@@ -264,7 +266,10 @@ static void run_for(struct fx *f, unsigned ms)
 
 /* Starts the net, transport and listener of a node whose certificate is creds and whose raft id
  * is rft_raft_id(claimed_id); port 0 = ephemeral. */
-static void node_listen(struct fx *f, struct node *n, const struct creds *c, const char *claimed_id,
+static void node_listen(struct fx *f,
+                        struct node *n,
+                        const struct creds *c,
+                        const char *claimed_id,
                         int port)
 {
     char errmsg[CF_ERRMSG_SIZE];
@@ -344,8 +349,8 @@ static void conf_make(struct raft_configuration *conf, struct node *nodes[3])
 {
     raft_configuration_init(conf);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(
-            raft_configuration_add(conf, nodes[i]->id, nodes[i]->address, RAFT_VOTER), 0);
+        assert_int_equal(raft_configuration_add(conf, nodes[i]->id, nodes[i]->address, RAFT_VOTER),
+                         0);
     }
 }
 
@@ -366,7 +371,8 @@ static bool has_leader(struct fx *f, void *arg)
     return leader_of(f, *(int *)arg) != NULL;
 }
 
-/* Applies --------------------------------------------------------------------------------------- */
+/* Applies ---------------------------------------------------------------------------------------
+ */
 
 struct apply
 {
@@ -400,7 +406,8 @@ static bool count_reached(struct fx *f, void *arg)
     return ((int *)arg)[0] >= ((int *)arg)[1];
 }
 
-/* Tests ----------------------------------------------------------------------------------------- */
+/* Tests -----------------------------------------------------------------------------------------
+ */
 
 static void test_raft_id(void **state)
 {
@@ -520,7 +527,9 @@ struct accepted
     char address[64];
 };
 
-static void tr_accept_cb(struct raft_uv_transport *t, raft_id id, const char *address,
+static void tr_accept_cb(struct raft_uv_transport *t,
+                         raft_id id,
+                         const char *address,
                          struct uv_stream_s *stream)
 {
     struct accepted *a = t->data;
@@ -538,7 +547,10 @@ struct net_conn
     bool eof;
 };
 
-static void net_conn_cb(void *arg, int status, const char *peer, uv_stream_t *stream,
+static void net_conn_cb(void *arg,
+                        int status,
+                        const char *peer,
+                        uv_stream_t *stream,
                         const char *errmsg)
 {
     (void)peer;
@@ -580,8 +592,11 @@ static bool net_conn_eof(struct fx *f, void *arg)
 
 /* Dials the server's raft ALPN from client's net with a raw hello; returns once the server has
  * closed the stream (EOF), failing the test if that does not happen. */
-static bool raw_hello_refused(struct fx *f, struct node *client, struct node *server,
-                              const uint8_t *hello, size_t len)
+static bool raw_hello_refused(struct fx *f,
+                              struct node *client,
+                              struct node *server,
+                              const uint8_t *hello,
+                              size_t len)
 {
     struct net_conn c = {0};
     assert_int_equal(rft_net_connect(client->net, server->address, RFT_TRANSPORT_TLS_ALPN, hello,

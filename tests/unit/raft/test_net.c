@@ -580,6 +580,35 @@ static void test_exchange_16mib(void **state)
     transfer(*state, (size_t)16 << 20);
 }
 
+/* Replacing or clearing credentials leaves live tunnels alone. */
+static void test_creds_replaced_keeps_tunnels(void **state)
+{
+    struct fx *f = *state;
+    char errmsg[CF_ERRMSG_SIZE];
+    struct accepted acc = {0};
+    struct rft_net *sn = net_make(f, &f->a, &acc, true);
+    struct rft_net *cn = net_make(f, &f->b, NULL, false);
+    struct conres r;
+    open_tunnel(f, sn, &acc, cn, &r);
+    assert_int_equal(rft_net_set_creds(cn, f->a.ca, f->a.cert, f->a.key, errmsg), CF_OK);
+    assert_int_equal(rft_net_set_creds(sn, NULL, NULL, NULL, errmsg), CF_OK);
+    struct pair p = {.n = 100000};
+    p.c = endp_new(r.stream, 11, p.n, true);
+    p.s = endp_new(acc.streams[0], 12, p.n, true);
+    run_until(f, pair_done, &p);
+    assert_same(p.c, p.s);
+    assert_same(p.s, p.c);
+    endp_close(p.c);
+    run_until(f, endp_eof, p.s);
+    endp_close(p.s);
+    run_until(f, endp_closed, p.c);
+    run_until(f, endp_closed, p.s);
+    endp_free(p.c);
+    endp_free(p.s);
+    net_close_wait(f, cn);
+    net_close_wait(f, sn);
+}
+
 /* The receiver does not read: the sender's own stream queue grows instead of the tunnels'
  * memory, and everything still arrives once it reads. */
 static void test_backpressure(void **state)
@@ -1015,7 +1044,7 @@ static void *raw_main(void *arg)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {.tv_sec = 5};
+    struct timeval tv = {.tv_sec = 15};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     SSL *ssl = NULL;
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -1204,6 +1233,74 @@ static void test_raw_hello_too_big(void **state)
     net_close_wait(f, sn);
 }
 
+/* The accepting side closes a connection that has not finished handshake + hello in 10 s: one
+ * plain TCP client that never speaks and one TLS client that never sends its hello. */
+struct silent
+{
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    bool eof;
+    char buf[64];
+};
+
+static void silent_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    (void)size;
+    struct silent *s = CF_CONTAINER_OF(h, struct silent, tcp);
+    *buf = uv_buf_init(s->buf, sizeof(s->buf));
+}
+
+static void silent_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct silent *s = CF_CONTAINER_OF(st, struct silent, tcp);
+    if (nread < 0) {
+        s->eof = true;
+    }
+}
+
+static void silent_connect_cb(uv_connect_t *req, int status)
+{
+    struct silent *s = CF_CONTAINER_OF(req, struct silent, req);
+    assert_int_equal(status, 0);
+    uv_read_start((uv_stream_t *)&s->tcp, silent_alloc, silent_read);
+}
+
+static void test_server_deadline(void **state)
+{
+    struct fx *f = *state;
+    struct accepted acc = {0};
+    struct rft_net *sn = net_make(f, &f->a, &acc, true);
+    struct silent s = {0};
+    uv_tcp_init(&f->loop, &s.tcp);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", rft_net_port(sn), &sa);
+    assert_int_equal(
+        uv_tcp_connect(&s.req, &s.tcp, (const struct sockaddr *)&sa, silent_connect_cb), 0);
+    struct raw w = {.port = rft_net_port(sn),
+                    .creds = &f->b,
+                    .with_cert = true,
+                    .alpn_wire = alpn_wire,
+                    .alpn_len = 7};
+    uv_update_time(&f->loop);
+    uint64_t start = uv_now(&f->loop);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, raw_main, &w), 0);
+    raw_wait(f, &w);
+    pthread_join(th, NULL);
+    while (!s.eof) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    uv_update_time(&f->loop);
+    uint64_t took = uv_now(&f->loop) - start;
+    assert_true(took >= 9500 && took < 13000);
+    assert_true(w.handshake_ok);
+    assert_false(w.got_ack);
+    assert_int_equal(acc.count, 0);
+    uv_close((uv_handle_t *)&s.tcp, NULL);
+    net_close_wait(f, sn);
+}
+
 /* Tests: arguments ------------------------------------------------------------------------------
  */
 
@@ -1347,6 +1444,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_exchange_small, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exchange_16mib, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_creds_replaced_keeps_tunnels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_tunnels, setup, teardown),
@@ -1363,6 +1461,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_raw_alpn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_hello_and_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_hello_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_user_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_net_with_live_tunnels, setup, teardown),

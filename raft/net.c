@@ -142,8 +142,10 @@ struct rft_net
     uv_tcp_t listener;
     bool listener_init;
     int port;
-    uv_timer_t anchor;      /* never started: makes the close callback always asynchronous */
-    unsigned open_handles;  /* anchor + listener */
+    uv_timer_t anchor; /* never started: makes the close callback always asynchronous */
+    uv_tcp_t reject;   /* accepts and drops a connection when no tunnel can be allocated */
+    bool reject_busy;
+    unsigned open_handles;  /* anchor + listener + reject while busy */
     struct tunnel *tunnels; /* list head */
     bool closing;
     void (*close_cb)(void *arg);
@@ -963,6 +965,15 @@ static bool tunnel_ssl_new(struct tunnel *t)
     return true;
 }
 
+static void net_handle_close_cb(uv_handle_t *h);
+
+static void reject_close_cb(uv_handle_t *h)
+{
+    struct rft_net *n = h->data;
+    n->reject_busy = false;
+    net_handle_close_cb(h);
+}
+
 static void listener_connection_cb(uv_stream_t *server, int status)
 {
     struct rft_net *n = CF_CONTAINER_OF(server, struct rft_net, listener);
@@ -972,7 +983,16 @@ static void listener_connection_cb(uv_stream_t *server, int status)
     }
     struct tunnel *t = tunnel_new(n, false);
     if (t == NULL) {
-        CF_LOG(CF_LOG_ERROR, "cluster listener: out of memory");
+        /* libuv stops accepting until this connection is taken: take it and drop it. */
+        CF_LOG(CF_LOG_ERROR, "cluster listener: out of memory: connection dropped");
+        if (!n->reject_busy) {
+            uv_tcp_init(n->loop, &n->reject);
+            n->reject.data = n;
+            n->reject_busy = true;
+            n->open_handles++;
+            (void)uv_accept(server, (uv_stream_t *)&n->reject);
+            uv_close((uv_handle_t *)&n->reject, reject_close_cb);
+        }
         return;
     }
     int rv = uv_accept(server, (uv_stream_t *)&t->tcp);

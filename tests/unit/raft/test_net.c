@@ -1364,6 +1364,56 @@ static void test_bad_args(void **state)
     assert_false(r.done);
 }
 
+/* Allocation failures at every step of a connect and accept: the callback fires exactly once,
+ * nothing leaks (ASan, cf_mem_live in teardown), and a later connect works. */
+static void test_oom(void **state)
+{
+    struct fx *f = *state;
+    struct rft_net *n = NULL;
+    cf_mem_fail_after(1);
+    assert_int_equal(rft_net_new(&f->loop, &n), CF_ENOMEM);
+    cf_mem_fail_after(0);
+    struct accepted acc = {0};
+    struct rft_net *sn = net_make(f, &f->a, &acc, true);
+    struct rft_net *cn = net_make(f, &f->b, NULL, false);
+    char addr[64];
+    addr_of(sn, addr);
+    int closed = 0;
+    bool succeeded = false;
+    for (unsigned long k = 1; k < 200 && !succeeded; k++) {
+        struct conres r = {0};
+        cf_mem_fail_after(k);
+        int rv = rft_net_connect(cn, addr, ALPN, (const uint8_t *)"hello", 5, 2000, connect_cb, &r,
+                                 NULL);
+        if (rv == CF_OK) {
+            run_until(f, conres_done, &r);
+        } else {
+            assert_int_equal(rv, CF_ENOMEM);
+        }
+        cf_mem_fail_after(0);
+        if (r.done && r.status == CF_OK) {
+            uv_close((uv_handle_t *)r.stream, rft_net_stream_free);
+            succeeded = true;
+        }
+        run_for(f, 20);
+        while (closed < acc.count) {
+            uv_close((uv_handle_t *)acc.streams[closed++], rft_net_stream_free);
+        }
+        acc.count = closed = 0;
+    }
+    assert_true(succeeded);
+    struct conres r;
+    dial(f, cn, addr, ALPN, NULL, 0, 2000, &r);
+    assert_int_equal(r.status, CF_OK);
+    uv_close((uv_handle_t *)r.stream, rft_net_stream_free);
+    while (acc.count < 1) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)acc.streams[0], rft_net_stream_free);
+    net_close_wait(f, cn);
+    net_close_wait(f, sn);
+}
+
 /* Tests: close semantics ------------------------------------------------------------------------
  */
 
@@ -1463,6 +1513,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_raw_hello_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_user_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_net_with_live_tunnels, setup, teardown),
     };

@@ -44,6 +44,7 @@
 #define CLOSE_GRACE_MS 2000          /* flushing on close */
 #define IO_BUF_SIZE 65536            /* uv read buffers */
 #define READ_CHUNK 16384             /* plaintext per SSL_read (one TLS record) */
+#define KEEPALIVE_S 30               /* TCP keepalive delay: finds peers that vanished */
 #define PEER_MAX 256                 /* CN length limit, with the NUL */
 
 struct handler
@@ -1011,6 +1012,7 @@ static void listener_connection_cb(uv_stream_t *server, int status)
     }
     SSL_set_accept_state(t->ssl);
     uv_tcp_nodelay(&t->tcp, 1);
+    uv_tcp_keepalive(&t->tcp, 1, KEEPALIVE_S);
     uv_timer_start(&t->timer, deadline_cb, SERVER_DEADLINE_MS, 0);
     tunnel_drive(t);
 }
@@ -1029,6 +1031,7 @@ static void tcp_connect_cb(uv_connect_t *req, int status)
     t->tcp_connected = true;
     t->state = T_HANDSHAKE;
     uv_tcp_nodelay(&t->tcp, 1);
+    uv_tcp_keepalive(&t->tcp, 1, KEEPALIVE_S);
     tunnel_drive(t);
 }
 

@@ -131,6 +131,7 @@ int node__batch_put_json(struct node_core *core,
 struct commit
 {
     struct rft_apply_req req;
+    struct node_core *core;
     node_write_cb cb;
     void *arg;
 };
@@ -140,6 +141,9 @@ static void commit_apply_cb(struct rft_apply_req *req, int status)
     struct commit *c = CF_CONTAINER_OF(req, struct commit, req);
     if (status != CF_OK) {
         CF_LOG(CF_LOG_WARN, "storage write failed: %s", cf_strerror(status));
+    }
+    if (status == CF_ENOTLEADER) {
+        c->core->lost_writes++;
     }
     rft_apply_req_close(req);
     c->cb(c->arg, status);
@@ -185,8 +189,10 @@ void node__commit(struct node_core *core, struct rft_batch *b, node_write_cb cb,
     }
     c->cb = cb;
     c->arg = arg;
+    c->core = core;
     if (!rft_store_is_ready(core->store)) {
         core->standby_writes++; /* a standby's request that writes goes to the active node */
+        core->lost_writes++;    /* one that began on the active node gets 503 */
     }
     int rv = rft_store_apply(core->store, &c->req, b, commit_apply_cb);
     if (rv != CF_OK) {
@@ -274,6 +280,7 @@ struct core_call
     bool sudo;                  /* the caller holds root or sudo on the path */
     bool audited;               /* the request entry was written */
     bool standby_local;         /* a performance standby serves this request itself */
+    uint64_t lost_writes;       /* core->lost_writes when it started */
     uint64_t standby_writes;    /* core->standby_writes when it started */
     struct node_response *resp; /* while the response entry is being written */
     struct core_call *next;     /* in core->audit_waiters */
@@ -297,6 +304,11 @@ static void call_complete(struct node_request *req, struct node_response *resp)
          * request running at the same time): the active node serves it instead. */
         node_response_free(resp);
         resp = forward_response();
+    } else if (!call->standby_local && core->lost_writes != call->lost_writes) {
+        /* Leadership was lost with a write in flight: whether it commits is unknown. */
+        node_response_free(resp);
+        resp = node_response_error(503, "the node lost leadership before the write committed; "
+                                        "retry against the active node");
     }
     req->core_priv = NULL;
     node__token_clear(&call->token);
@@ -792,6 +804,7 @@ void node_core_handle(struct node_core *core, struct node_request *req)
     call->req = req;
     call->standby_local = standby;
     call->standby_writes = core->standby_writes;
+    call->lost_writes = core->lost_writes;
     req->core_priv = call;
     /* Route completions through routed_done_cb to keep the in-flight count. */
     core->inflight++;

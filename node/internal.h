@@ -142,6 +142,7 @@ struct node_core
     struct node_autopilot *autopilot;  /* while active */
     bool was_active;                   /* the HA role the loaded state was made for */
     uint64_t standby_writes;           /* writes a standby attempted (node__commit) */
+    uint64_t lost_writes;              /* writes failed by a leadership loss */
     uint64_t loaded_versions[4];       /* versions of the tables the unsealed state was loaded
                                           from (node__state_versions) */
     bool reload_pending;               /* reload state for a new HA role once idle */

@@ -1,16 +1,18 @@
-#!/ usr / bin / env bash
-#Runs every test of Coffer, in this order:
-# 1. release build, cmocka unit tests(ctest), pytest integration tests against build / coffer;
-# 2. AddressSanitizer + UndefinedBehaviorSanitizer build, the same unit and integration tests;
-# 3. libFuzzer targets(clang), each for a short run over its seed corpus.
-#Needs the packages of deploy / install - deps.sh.Exits non - zero on the first failure.
-set - euo pipefail cd "$(dirname " $0 ")/.." ROOT = $(pwd) PY = / usr / bin / python3 FUZZ_SECONDS =
-${COFFER_FUZZ_SECONDS : -30}
+#!/usr/bin/env bash
+# Runs every test of Coffer, in this order:
+#   1. release build, cmocka unit tests (ctest), pytest integration tests against build/coffer,
+#      multi-node cluster tests (tests/cluster);
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build, the same unit, integration and
+#      cluster tests;
+#   3. libFuzzer targets (clang), each for a short run over its seed corpus.
+# Needs the packages of deploy/install-deps.sh. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=/usr/bin/python3
+FUZZ_SECONDS=${COFFER_FUZZ_SECONDS:-30}
 
-step()
-{
-    printf '\n==== %s\n' "$*";
-}
+step() { printf '\n==== %s\n' "$*"; }
 
 step "source checks (banned calls, clang-format, cppcheck)"
 scripts/checksrc
@@ -53,19 +55,15 @@ COFFER_BIN="$ROOT/build-asan/coffer" COFFER_SANITIZED=1 \
 step "fuzz targets (${FUZZ_SECONDS}s each)"
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCOFFER_FUZZ=ON >/dev/null
 ninja -C build-fuzz
-for f in build-fuzz/fuzz/fuzz_*;
-do
-    name = $(basename "$f") work = $(mktemp - d) if[-d "tests/fuzz/corpus/$name"];
-then cp -
-    r
-    "tests/fuzz/corpus/$name/."
-    "$work/" fi echo
-    "-- $name"
-    "$f" -
-    max_total_time = "$FUZZ_SECONDS" - print_final_stats = 0 - artifact_prefix =
-                                                               "$work/"
-                                                               "$work" 2 > &1 |
-                                                               tail - n 3 rm -
-                                                                   rf "$work" done
+for f in build-fuzz/fuzz/fuzz_*; do
+    name=$(basename "$f")
+    work=$(mktemp -d)
+    if [ -d "tests/fuzz/corpus/$name" ]; then
+        cp -r "tests/fuzz/corpus/$name/." "$work/"
+    fi
+    echo "-- $name"
+    "$f" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 -artifact_prefix="$work/" "$work" 2>&1 | tail -n 3
+    rm -rf "$work"
+done
 
-                                                                       step "all tests passed"
+step "all tests passed"

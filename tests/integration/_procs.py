@@ -33,24 +33,27 @@ def free_port():
 class Server:
     """A `coffer server -config=FILE` node whose data dir outlives each process."""
 
-    def __init__(self, workdir, extra_config="", env=None, node_id="n1", storage_extra=""):
+    def __init__(self, workdir, extra_config="", env=None, node_id="n1", storage_extra="",
+                 host="127.0.0.1", netns=None):
         """extra_config is appended to the config file (e.g. a seal block); env adds to the
-        process environment;
-storage_extra goes inside the storage block (retry_join)."""
+        process environment; storage_extra goes inside the storage block (retry_join); netns
+        runs the process in that network namespace (then host is its address there)."""
         self.workdir = Path(workdir)
         self.env = dict(os.environ, **(env or {}))
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.cluster_port = free_port()
-        self.addr = f"http://127.0.0.1:{self.port}"
+        self.netns = netns
+        self.host = host
+        self.port = free_port() if netns is None else 8200
+        self.cluster_port = free_port() if netns is None else 8201
+        self.addr = f"http://{host}:{self.port}"
         self.config = self.workdir / "coffer.hcl"
         self.config.write_text(
             f'storage "raft" {{\n  path = "{self.data_dir}"\n  node_id = "{node_id}"\n'
             f"{storage_extra}}}\n"
-            f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n  tls_disable = true\n}}\n'
+            f'listener "tcp" {{\n  address = "{host}:{self.port}"\n  tls_disable = true\n}}\n'
             f'api_addr = "{self.addr}"\n'
-            f'cluster_addr = "https://127.0.0.1:{self.cluster_port}"\n'
+            f'cluster_addr = "https://{host}:{self.cluster_port}"\n'
             'disable_mlock = true\nlog_level = "info"\n' + extra_config
         )
         self.node_id = node_id
@@ -68,8 +71,9 @@ storage_extra goes inside the storage block (retry_join)."""
         self.starts += 1
         self.stderr_path = self.workdir / f"stderr-{self.starts}.log"
         with open(self.stderr_path, "wb") as err:
+            prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
             self.proc = subprocess.Popen(
-                [coffer_bin(), "server", f"-config={self.config}"],
+                prefix + [coffer_bin(), "server", f"-config={self.config}"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -108,7 +112,8 @@ storage_extra goes inside the storage block (retry_join)."""
             if rc is not None:
                 self.proc = None
                 raise AssertionError(f"coffer exited with {rc} during start:\n{self.stderr_tail()}")
-try : r = requests.get(self.url("sys/health"), timeout=1)
+            try:
+                r = requests.get(self.url("sys/health"), timeout=1)
                 if r.status_code in (200, 429, 472, 473, 501, 503):
                     return r
             except requests.RequestException:
@@ -146,7 +151,8 @@ try : r = requests.get(self.url("sys/health"), timeout=1)
             return
         self.session.close()
         self.proc.send_signal(signal.SIGTERM)
-    try : rc = self.proc.wait(timeout * SCALE)
+        try:
+            rc = self.proc.wait(timeout * SCALE)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -175,3 +181,5 @@ def assert_clean_stderr(text):
     """No sanitizer or UBSan report in a server's stderr."""
     for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
         assert marker not in text, f"{marker} in stderr:\n{text[-4000:]}"
+
+

@@ -307,8 +307,9 @@ static void call_complete(struct node_request *req, struct node_response *resp)
     } else if (!call->standby_local && core->lost_writes != call->lost_writes) {
         /* Leadership was lost with a write in flight: whether it commits is unknown. */
         node_response_free(resp);
-        resp = node_response_error(503, "the node lost leadership before the write committed; "
-                                        "retry against the active node");
+        resp = node_response_error(503,
+                                   "the node lost leadership before the write committed; "
+                                   "retry against the active node");
     }
     req->core_priv = NULL;
     node__token_clear(&call->token);

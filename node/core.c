@@ -1084,7 +1084,7 @@ bool node_core_leader(struct node_core *core, struct node_leader_info *out)
 
 bool node_core_is_active(const struct node_core *core)
 {
-    return !core->sealed && rft_store_is_ready(core->store);
+    return !core->sealed && rft_store_is_ready(core->store) && !core->reload_pending;
 }
 
 uint64_t node_core_applied_index(const struct node_core *core)

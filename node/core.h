@@ -98,7 +98,7 @@ struct node_leader_info
 };
 /* True when an active node is known (this node or another); fills out. */
 bool node_core_leader(struct node_core *core, struct node_leader_info *out);
-/* True while this node is unsealed and the active node. */
+/* True while this node is unsealed and the active node, its state loaded for that role. */
 bool node_core_is_active(const struct node_core *core);
 /* The raft index applied on this node (X-Vault-Index). */
 uint64_t node_core_applied_index(const struct node_core *core);

@@ -393,6 +393,19 @@ static void pump(struct repl_ha *ha)
     if (ha->closing) {
         return;
     }
+    if (node_core_is_active(ha->route->core)) {
+        /* This node became the active one meanwhile: it serves what waits itself. */
+        struct waiting *w = ha->waiting;
+        ha->waiting = NULL;
+        ha->waiting_tail = NULL;
+        while (w != NULL) {
+            struct waiting *next = w->next;
+            api_route_exchange(ha->route, w->ex);
+            cf_free(w);
+            w = next;
+        }
+        return;
+    }
     struct node_leader_info li;
     bool known = node_core_leader(ha->route->core, &li) && !li.is_self;
     if (known && ha->client != NULL &&

@@ -34,15 +34,17 @@ class Server:
     """A `coffer server -config=FILE` node whose data dir outlives each process."""
 
     def __init__(self, workdir, extra_config="", env=None, node_id="n1", storage_extra="",
-                 host="127.0.0.1", netns=None):
+                 host="127.0.0.1", netns=None, prefix=None):
         """extra_config is appended to the config file (e.g. a seal block); env adds to the
         process environment; storage_extra goes inside the storage block (retry_join); netns
-        runs the process in that network namespace (then host is its address there)."""
+        runs the process in that network namespace (then host is its address there); prefix is
+        a command put before coffer (e.g. ["taskset", "-c", "0"])."""
         self.workdir = Path(workdir)
         self.env = dict(os.environ, **(env or {}))
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.netns = netns
+        self.prefix = list(prefix or [])
         self.host = host
         self.port = free_port() if netns is None else 8200
         self.cluster_port = free_port() if netns is None else 8201
@@ -72,6 +74,7 @@ class Server:
         self.stderr_path = self.workdir / f"stderr-{self.starts}.log"
         with open(self.stderr_path, "wb") as err:
             prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+            prefix += self.prefix
             self.proc = subprocess.Popen(
                 prefix + [coffer_bin(), "server", f"-config={self.config}"],
                 stdin=subprocess.DEVNULL,

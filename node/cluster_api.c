@@ -1,9 +1,9 @@
 /*
- * Authenticated cluster endpoints (core.md 7, 2.5) and autopilot:
+ * Authenticated cluster endpoints (core.md 7, 2.5, 8) and autopilot:
  * sys/storage/raft/configuration, remove-peer, autopilot/state, autopilot/configuration,
- * sys/step-down. Autopilot runs on the active node: every second it promotes non-voters that
- * asked to vote once they have been healthy (recent contact, at most max_trailing_logs behind)
- * for server_stabilization_time.
+ * sys/step-down, sys/ha-status. Autopilot runs on the active node: every second it promotes
+ * non-voters that asked to vote once they have been healthy (recent contact, at most
+ * max_trailing_logs behind) for server_stabilization_time.
  */
 #include <stdio.h>
 #include <string.h>
@@ -503,6 +503,32 @@ static void handle_autopilot_config(struct node_core *core, struct node_request 
     node__commit(core, b, written_cb, req);
 }
 
+/* sys/ha-status: every member with its addresses, which one is active, and its version. */
+static void handle_ha_status(struct node_core *core, struct node_request *req)
+{
+    struct rft_server sv[MAX_SERVERS];
+    size_t n = rft_store_servers(core->store, sv, MAX_SERVERS);
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < n && i < MAX_SERVERS; i++) {
+        json_t *m = node__cluster_member_by_raft_id(core, sv[i].raft_id);
+        const char *ver = json_string_value(json_object_get(m, "version"));
+        const char *api = json_string_value(json_object_get(m, "api_addr"));
+        const char *cl = json_string_value(json_object_get(m, "cluster_addr"));
+        json_array_append_new(
+            nodes,
+            json_pack("{s:s,s:s,s:s,s:b,s:n,s:s,s:s,s:s}", "hostname", member_id(m), "api_address",
+                      api ? api : "", "cluster_address", cl ? cl : sv[i].address, "active_node",
+                      sv[i].leader, "last_echo", "version", ver ? ver : "", "upgrade_version",
+                      ver ? ver : "", "redundancy_zone", ""));
+        json_decref(m);
+    }
+    struct node_response *r = node_response_data(json_pack("{s:o}", "nodes", nodes));
+    if (r != NULL) {
+        r->inject_top_level = true;
+    }
+    node_request_done(req, r);
+}
+
 static void stepped_down_cb(void *arg, int status, const char *errmsg)
 {
     struct node_request *req = arg;
@@ -524,6 +550,16 @@ bool node__cluster_api_handle(struct node_core *core, struct node_request *req, 
         } else {
             CF_LOG(CF_LOG_INFO, "step-down requested");
             rft_store_transfer(core->store, NULL, stepped_down_cb, req);
+        }
+        return true;
+    }
+    if (strcmp(p, "sys/ha-status") == 0) {
+        if (req->op != NODE_OP_READ) {
+            node_request_done(req, node_response_error(405, "unsupported operation"));
+        } else if (!rft_store_is_ready(core->store)) {
+            node_request_done(req, forward_response());
+        } else {
+            handle_ha_status(core, req);
         }
         return true;
     }

@@ -49,6 +49,10 @@ def test_remove_and_readd_with_wiped_dir(cluster):
     cluster.wait_voters(3)
     c3 = hvac.Client(url=n3.addr, token=cluster.root)
     assert c3.read("secret/after-remove")["data"]["value"] == "1"
+    ha = requests.get(n2.url("sys/ha-status"), headers=h).json()
+    assert sorted(x["hostname"] for x in ha["nodes"]) == ["n1", "n2", "n3"]
+    assert [x["hostname"] for x in ha["nodes"] if x["active_node"]] == ["n1"]
+    assert {x["hostname"]: x["api_address"] for x in ha["nodes"]}["n3"] == n3.addr
     st = requests.get(n1.url("sys/storage/raft/autopilot/state"), headers=h).json()["data"]
     assert st["healthy"] is True
     assert sorted(st["voters"]) == ["n1", "n2", "n3"]

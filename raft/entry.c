@@ -16,7 +16,11 @@
 
 struct rft_batch *rft_batch_new(void)
 {
-    return cf_calloc(1, sizeof(struct rft_batch));
+    struct rft_batch *b = cf_calloc(1, sizeof(struct rft_batch));
+    if (b != NULL) {
+        b->min_format = RFT_ENTRY_FORMAT_MIN;
+    }
+    return b;
 }
 
 void rft_batch_free(struct rft_batch *b)
@@ -65,7 +69,7 @@ static int add_op(struct rft_batch *b,
     if (op->key == NULL) {
         return CF_ENOMEM;
     }
-    if (code == RFT_OP_PUT || code == RFT_OP_PUT_IF_VERSION) {
+    if (code == RFT_OP_PUT || code == RFT_OP_PUT_IF_VERSION || code == RFT_OP_RESTORE) {
         op->val = cf_memdup(val, len);
         if (op->val == NULL) {
             cf_free(op->key);
@@ -74,6 +78,9 @@ static int add_op(struct rft_batch *b,
         op->len = len;
     }
     op->version = version;
+    if (code == RFT_OP_RESTORE && b->min_format < 2) {
+        b->min_format = 2;
+    }
     b->bytes += klen + len + 24;
     b->n++;
     return CF_OK;
@@ -108,6 +115,17 @@ int rft_batch_put_if_version(struct rft_batch *b,
     return add_op(b, RFT_OP_PUT_IF_VERSION, key, val, len, version);
 }
 
+int rft_batch_restore(struct rft_batch *b, const char *staging, const char *keep)
+{
+    size_t slen = strlen(staging);
+    size_t klen = strlen(keep);
+    if (klen == 0 || klen > RFT_KEY_MAX || strncmp(staging, keep, klen) == 0 ||
+        strncmp(staging, keep, slen) == 0) {
+        return CF_EINVAL; /* the staging prefix must lie outside what is kept, and vice versa */
+    }
+    return add_op(b, RFT_OP_RESTORE, staging, (const uint8_t *)keep, klen, 0);
+}
+
 /* Encoding ---------------------------------------------------------------------------------- */
 
 static int buf_write(void *data, const char *p, size_t n)
@@ -115,14 +133,25 @@ static int buf_write(void *data, const char *p, size_t n)
     return cf_buf_append(data, p, n) == CF_OK ? 0 : -1;
 }
 
-int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *out)
+int rft_entry_encode(struct rft_batch *const *batches,
+                     size_t n,
+                     uint64_t format,
+                     struct cf_buf *out)
 {
+    if (format < RFT_ENTRY_FORMAT_MIN || format > RFT_ENTRY_FORMAT) {
+        return CF_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (batches[i]->min_format > format) {
+            return CF_EINVAL;
+        }
+    }
     size_t start = out->len;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
     int err = 0;
     err |= msgpack_pack_array(&pk, 3);
-    err |= msgpack_pack_uint32(&pk, RFT_ENTRY_FORMAT);
+    err |= msgpack_pack_uint32(&pk, (uint32_t)format);
     err |= msgpack_pack_uint32(&pk, RFT_ENTRY_GROUP);
     err |= msgpack_pack_array(&pk, (uint32_t)n);
     for (size_t i = 0; i < n && err == 0; i++) {
@@ -133,6 +162,7 @@ int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *
             size_t klen = strlen(op->key);
             switch (op->code) {
                 case RFT_OP_PUT:
+                case RFT_OP_RESTORE:
                     err |= msgpack_pack_array(&pk, 3);
                     break;
                 case RFT_OP_PUT_IF_VERSION:
@@ -147,7 +177,8 @@ int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *
             err |= msgpack_pack_uint32(&pk, (uint32_t)op->code);
             err |= msgpack_pack_str(&pk, klen);
             err |= msgpack_pack_str_body(&pk, op->key, klen);
-            if (op->code == RFT_OP_PUT || op->code == RFT_OP_PUT_IF_VERSION) {
+            if (op->code == RFT_OP_PUT || op->code == RFT_OP_PUT_IF_VERSION ||
+                op->code == RFT_OP_RESTORE) {
                 err |= msgpack_pack_bin(&pk, op->len);
                 err |= msgpack_pack_bin_body(&pk, op->val, op->len);
             }
@@ -178,7 +209,7 @@ static bool get_uint(const msgpack_object *o, uint64_t *v)
     return true;
 }
 
-static int decode_op(const msgpack_object *o, struct rft_batch *b)
+static int decode_op(const msgpack_object *o, uint64_t format, struct rft_batch *b)
 {
     uint64_t code;
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 2 ||
@@ -214,6 +245,18 @@ static int decode_op(const msgpack_object *o, struct rft_batch *b)
                 return CF_EMALFORMED;
             }
             return add_op(b, (enum rft_op_code)code, key, NULL, 0, 0);
+        case RFT_OP_RESTORE: {
+            if (format < 2 || size != 3 || a[2].type != MSGPACK_OBJECT_BIN ||
+                a[2].via.bin.size == 0 || a[2].via.bin.size > RFT_KEY_MAX ||
+                memchr(a[2].via.bin.ptr, '\0', a[2].via.bin.size) != NULL) {
+                return CF_EMALFORMED;
+            }
+            char keep[RFT_KEY_MAX + 1];
+            memcpy(keep, a[2].via.bin.ptr, a[2].via.bin.size);
+            keep[a[2].via.bin.size] = '\0';
+            int rv = rft_batch_restore(b, key, keep);
+            return rv == CF_EINVAL ? CF_EMALFORMED : rv;
+        }
         default:
             return CF_EMALFORMED;
     }
@@ -395,7 +438,7 @@ int rft_entry_decode(const uint8_t *p,
         goto out;
     }
     *format_out = format;
-    if (format != RFT_ENTRY_FORMAT) {
+    if (format < RFT_ENTRY_FORMAT_MIN || format > RFT_ENTRY_FORMAT) {
         rv = CF_EVERSION;
         goto out;
     }
@@ -427,7 +470,7 @@ int rft_entry_decode(const uint8_t *p,
         }
         n++;
         for (uint32_t j = 0; j < bo->via.array.size; j++) {
-            int orv = decode_op(&bo->via.array.ptr[j], batches[n - 1]);
+            int orv = decode_op(&bo->via.array.ptr[j], format, batches[n - 1]);
             if (orv != CF_OK) {
                 rv = orv;
                 goto out;

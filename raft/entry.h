@@ -12,8 +12,17 @@
 #include "lib/buf.h"
 #include "lib/err.h"
 
-#define RFT_ENTRY_FORMAT 1 /* highest entry format this build reads and writes */
-#define RFT_KEY_MAX 4096   /* longest key, in bytes, that an entry may carry */
+/* Entry formats (docs/formats/raft-entries.md). Every format up to RFT_ENTRY_FORMAT is read;
+ * a leader writes the highest format every voter knows (rft_store_set_entry_format). Format 2
+ * adds the RESTORE op. A build made with COFFER_VERSION_BUMP_FOR_TESTS knows one more format,
+ * 3, the same shape as 2 under a new number, so that the upgrade path can be tested. */
+#define RFT_ENTRY_FORMAT_MIN 1
+#ifdef COFFER_VERSION_BUMP_FOR_TESTS
+#define RFT_ENTRY_FORMAT 3 /* highest entry format this build reads and writes */
+#else
+#define RFT_ENTRY_FORMAT 2 /* highest entry format this build reads and writes */
+#endif
+#define RFT_KEY_MAX 4096 /* longest key, in bytes, that an entry may carry */
 
 enum rft_entry_type {
     RFT_ENTRY_GROUP = 1,
@@ -25,6 +34,7 @@ enum rft_op_code {
     RFT_OP_DELETE_PREFIX = 3,
     RFT_OP_DELETE_IF_PRESENT = 4,
     RFT_OP_PUT_IF_VERSION = 5,
+    RFT_OP_RESTORE = 6, /* format >= 2: key = staging prefix, val = kept prefix */
 };
 
 struct rft_op
@@ -41,17 +51,24 @@ struct rft_batch
     struct rft_op *ops; /* owned */
     size_t n;
     size_t cap;
-    size_t bytes; /* approximate encoded size */
+    size_t bytes;        /* approximate encoded size */
+    uint64_t min_format; /* lowest entry format that can carry every op (1 or 2) */
 };
 
-/* Encodes batches as one GROUP entry, appended to out and padded with zero bytes to a multiple
- * of 8 bytes (libraft's disk format needs entry buffers of such lengths). */
-int rft_entry_encode(struct rft_batch *const *batches, size_t n, struct cf_buf *out);
+/* Encodes batches as one GROUP entry of entry format `format` (RFT_ENTRY_FORMAT_MIN ..
+ * RFT_ENTRY_FORMAT, and at least every batch's min_format, else CF_EINVAL), appended to out and
+ * padded with zero bytes to a multiple of 8 bytes (libraft's disk format needs entry buffers of
+ * such lengths). */
+int rft_entry_encode(struct rft_batch *const *batches,
+                     size_t n,
+                     uint64_t format,
+                     struct cf_buf *out);
 
 /* Decodes a GROUP entry (optionally followed by 1-7 zero bytes that end on a multiple of 8)
  * into a new array of batches (free each with rft_batch_free and the array with cf_free).
  * CF_EVERSION for an unknown format version or type (*format_out tells
- * the version found), CF_EMALFORMED for anything else that is wrong. */
+ * the version found), CF_EMALFORMED for anything else that is wrong (including an op that its
+ * entry's format does not have). */
 int rft_entry_decode(const uint8_t *p,
                      size_t len,
                      struct rft_batch ***out,

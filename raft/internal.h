@@ -64,8 +64,10 @@ struct rft_store
     bool synced;        /* a follower that has applied everything its leader said was committed */
     bool barrier_pending;
     bool closing;
-    bool halted;  /* an entry could not be applied */
-    int halt_err; /* CF_EVERSION or CF_ECORRUPT, with halt_msg */
+    uint64_t entry_format;   /* format new entries are written in (rft_store_set_entry_format) */
+    uint64_t applied_format; /* format of the last command entry the FSM applied (0 = none) */
+    bool halted;             /* an entry could not be applied */
+    int halt_err;            /* CF_EVERSION or CF_ECORRUPT, with halt_msg */
     char halt_msg[CF_ERRMSG_SIZE];
     struct rft_store_config cfg;
 

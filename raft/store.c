@@ -122,6 +122,45 @@ static int collect_visit(void *arg,
     return 0;
 }
 
+/* RESTORE: everything outside `keep` and `staging` goes; what is under `staging` moves to its
+ * own name. The map is rebuilt from a frozen copy of the old one so that the old values stay
+ * valid while they are copied. */
+static void apply_restore(struct rft_store *s,
+                          const char *staging,
+                          const char *keep_bytes,
+                          size_t keep_len,
+                          uint64_t index)
+{
+    char keep[RFT_KEY_MAX + 1];
+    memcpy(keep, keep_bytes, keep_len);
+    keep[keep_len] = '\0';
+    size_t slen = strlen(staging);
+    struct prefix_collect all = {0};
+    rft_map_scan(s->map.root, "", NULL, collect_visit, &all);
+    struct rft_node *old = rft_map_freeze(&s->map);
+    for (size_t k = 0; k < all.n; k++) {
+        const char *key = all.keys[k];
+        if (strncmp(key, keep, keep_len) == 0) {
+            cf_free(all.keys[k]);
+            continue;
+        }
+        rft_map_delete(&s->map, key);
+        if (strncmp(key, staging, slen) == 0 && key[slen] != '\0' &&
+            strncmp(key + slen, keep, keep_len) != 0) {
+            struct rft_map view = {.root = old};
+            const uint8_t *v;
+            size_t len;
+            if (rft_map_get(&view, key, &v, &len, NULL) == CF_OK &&
+                rft_map_put(&s->map, key + slen, v, len, index) != CF_OK) {
+                cf_oom_abort();
+            }
+        }
+        cf_free(all.keys[k]);
+    }
+    cf_free(all.keys);
+    rft_map_release(old);
+}
+
 /* Applies one batch atomically: conditions are checked against the state before the batch;
  * if one fails nothing is applied. */
 static void apply_batch(struct rft_store *s,
@@ -195,6 +234,9 @@ static void apply_batch(struct rft_store *s,
                 cf_free(c.keys);
                 break;
             }
+            case RFT_OP_RESTORE:
+                apply_restore(s, op->key, (const char *)op->val, op->len, index);
+                break;
         }
     }
 }
@@ -244,6 +286,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     cf_free(batches);
     s->parked = res;
     s->fsm_index = index;
+    s->applied_format = format;
     *result = res;
     return 0;
 }
@@ -631,6 +674,7 @@ int rft_store_new(uv_loop_t *loop,
         return CF_ENOMEM;
     }
     s->loop = loop;
+    s->entry_format = RFT_ENTRY_FORMAT_MIN;
     s->cfg = *cfg;
     s->dir = cf_strdup(cfg->dir);
     s->node_id = cf_strdup(cfg->node_id);
@@ -769,6 +813,31 @@ int rft_store_start(struct rft_store *s,
     uv_check_start(&s->check, check_cb);
     uv_timer_start(&s->poll, poll_cb, 0, LEADER_POLL_MS);
     return CF_OK;
+}
+
+void rft_store_set_entry_format(struct rft_store *s, uint64_t format)
+{
+    if (format < RFT_ENTRY_FORMAT_MIN) {
+        format = RFT_ENTRY_FORMAT_MIN;
+    }
+    if (format > RFT_ENTRY_FORMAT) {
+        format = RFT_ENTRY_FORMAT;
+    }
+    if (format != s->entry_format) {
+        CF_LOG(CF_LOG_INFO, "writing log entries in format %llu (was %llu)",
+               (unsigned long long)format, (unsigned long long)s->entry_format);
+    }
+    s->entry_format = format;
+}
+
+uint64_t rft_store_entry_format(const struct rft_store *s)
+{
+    return s->entry_format;
+}
+
+uint64_t rft_store_applied_format(const struct rft_store *s)
+{
+    return s->applied_format;
 }
 
 bool rft_store_is_ready(const struct rft_store *s)
@@ -918,7 +987,13 @@ static void submit_group(struct rft_store *s, size_t n)
         batches[i] = req->batch;
         s->queue_bytes -= req->batch->bytes;
     }
-    rv = rft_entry_encode(batches, n, &buf);
+    uint64_t format = s->entry_format;
+    for (size_t i = 0; i < n; i++) {
+        if (batches[i]->min_format > format) {
+            format = batches[i]->min_format; /* checked against the gate in rft_store_apply */
+        }
+    }
+    rv = rft_entry_encode(batches, n, format, &buf);
     cf_free(batches);
     batches = NULL;
     if (rv != CF_OK) {
@@ -1007,6 +1082,10 @@ int rft_store_apply(struct rft_store *s,
     if (batch->bytes > BATCH_MAX_BYTES) {
         rft_batch_free(batch);
         return CF_ETOOBIG;
+    }
+    if (batch->min_format > s->entry_format) {
+        rft_batch_free(batch);
+        return CF_EVERSION; /* a voter would stop at this entry */
     }
     req->cb = cb;
     req->batch = batch;

@@ -76,6 +76,14 @@ int rft_store_start(struct rft_store *s,
                     void *arg,
                     char errmsg[CF_ERRMSG_SIZE]);
 
+/* Entry formats (raft/entry.h). New entries are written in `format`, clamped to the formats
+ * this build knows; the default is RFT_ENTRY_FORMAT_MIN, which every build reads. The node
+ * layer raises it to the highest format every voter knows. */
+void rft_store_set_entry_format(struct rft_store *s, uint64_t format);
+uint64_t rft_store_entry_format(const struct rft_store *s);
+/* Format of the last command entry this node applied (0 before any). */
+uint64_t rft_store_applied_format(const struct rft_store *s);
+
 /* True while this node is leader with its barrier applied (writes are accepted). */
 bool rft_store_is_ready(const struct rft_store *s);
 /* True once this node has been a ready leader, or a follower that applied everything its
@@ -169,6 +177,13 @@ int rft_batch_put_if_version(struct rft_batch *b,
                              const uint8_t *val,
                              size_t len,
                              uint64_t version);
+
+/* Replaces the whole store except the keys under `keep`: every key outside `keep` and
+ * `staging` is deleted, then every key under `staging` moves to its name without that prefix
+ * (names that would fall under `keep` are dropped). Needs entry format 2 (rft_store_apply
+ * refuses it with CF_EVERSION while a voter does not know format 2). CF_EINVAL when either
+ * prefix is empty or one starts with the other. */
+int rft_batch_restore(struct rft_batch *b, const char *staging, const char *keep);
 
 struct rft_value
 {

@@ -39,12 +39,12 @@ static void fuzz_entry(const uint8_t *data, size_t size)
         }
         return;
     }
-    if (format != RFT_ENTRY_FORMAT) {
+    if (format < RFT_ENTRY_FORMAT_MIN || format > RFT_ENTRY_FORMAT) {
         abort();
     }
     struct cf_buf out;
     cf_buf_init(&out);
-    if (rft_entry_encode(b, n, &out) == CF_OK) {
+    if (rft_entry_encode(b, n, format, &out) == CF_OK) {
         struct rft_batch **b2 = NULL;
         size_t n2 = 0;
         if (out.len % 8 != 0 || rft_entry_decode(out.data, out.len, &b2, &n2, &format) != CF_OK ||

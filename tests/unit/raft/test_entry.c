@@ -34,7 +34,8 @@ static void check_equal(const struct rft_batch *a, const struct rft_batch *b)
             assert_memory_equal(x->val, y->val, x->len);
         }
         assert_int_equal(x->version, y->version);
-        if (x->code == RFT_OP_PUT || x->code == RFT_OP_PUT_IF_VERSION) {
+        if (x->code == RFT_OP_PUT || x->code == RFT_OP_PUT_IF_VERSION ||
+            x->code == RFT_OP_RESTORE) {
             assert_non_null(y->val);
         } else {
             assert_null(y->val);
@@ -80,7 +81,7 @@ static void build_batches(struct rft_batch *b[4])
 static void encode(struct rft_batch *const *b, size_t n, struct cf_buf *out)
 {
     cf_buf_init(out);
-    assert_int_equal(rft_entry_encode(b, n, out), CF_OK);
+    assert_int_equal(rft_entry_encode(b, n, RFT_ENTRY_FORMAT_MIN, out), CF_OK);
 }
 
 static void test_round_trip(void **state)
@@ -101,7 +102,7 @@ static void test_round_trip(void **state)
     size_t n = 0;
     uint64_t format = 99;
     assert_int_equal(rft_entry_decode(out.data, out.len, &d, &n, &format), CF_OK);
-    assert_int_equal(format, RFT_ENTRY_FORMAT);
+    assert_int_equal(format, RFT_ENTRY_FORMAT_MIN);
     assert_int_equal(n, 4);
     for (size_t i = 0; i < 4; i++) {
         check_equal(b[i], d[i]);
@@ -452,23 +453,23 @@ static void test_unknown_version(void **state)
     (void)state;
     long live = cf_mem_live();
     struct mp m;
-    /* Format 2 with the same shape as format 1. */
+    /* The next format with the same shape as this one. */
     mp_init(&m);
     msgpack_pack_array(&m.pk, 3);
-    msgpack_pack_uint32(&m.pk, 2);
+    msgpack_pack_uint32(&m.pk, RFT_ENTRY_FORMAT + 1);
     msgpack_pack_uint32(&m.pk, RFT_ENTRY_GROUP);
     msgpack_pack_array(&m.pk, 0);
-    assert_int_equal(refuse(m.sb.data, m.sb.size, CF_EVERSION), 2);
+    assert_int_equal(refuse(m.sb.data, m.sb.size, CF_EVERSION), RFT_ENTRY_FORMAT + 1);
     msgpack_sbuffer_destroy(&m.sb);
-    /* Format 2 with a different shape is still reported as a version, not as malformed. */
+    /* The next format with a different shape is still reported as a version, not as malformed. */
     mp_init(&m);
     msgpack_pack_array(&m.pk, 5);
-    msgpack_pack_uint32(&m.pk, 2);
+    msgpack_pack_uint32(&m.pk, RFT_ENTRY_FORMAT + 1);
     msgpack_pack_uint32(&m.pk, 7);
     msgpack_pack_map(&m.pk, 0);
     msgpack_pack_nil(&m.pk);
     msgpack_pack_nil(&m.pk);
-    assert_int_equal(refuse(m.sb.data, m.sb.size, CF_EVERSION), 2);
+    assert_int_equal(refuse(m.sb.data, m.sb.size, CF_EVERSION), RFT_ENTRY_FORMAT + 1);
     msgpack_sbuffer_destroy(&m.sb);
     mp_init(&m);
     msgpack_pack_array(&m.pk, 1);
@@ -496,6 +497,62 @@ static void test_unknown_version(void **state)
     assert_int_equal(cf_mem_live(), live);
 }
 
+/* RESTORE needs format 2: the encoder refuses to write it in format 1, the decoder refuses to
+ * read it from a format-1 entry, and it round-trips in format 2. */
+static void test_restore_op_format(void **state)
+{
+    (void)state;
+    long live = cf_mem_live();
+    struct rft_batch *b = rft_batch_new();
+    assert_int_equal(b->min_format, 1);
+    assert_int_equal(rft_batch_restore(b, "core/cluster/x/", "core/cluster/"), CF_EINVAL);
+    assert_int_equal(rft_batch_restore(b, "core/", "core/cluster/"), CF_EINVAL);
+    assert_int_equal(rft_batch_restore(b, "stage/", ""), CF_EINVAL);
+    assert_int_equal(rft_batch_count(b), 0);
+    assert_int_equal(rft_batch_put(b, "a", (const uint8_t *)"1", 1), CF_OK);
+    assert_int_equal(rft_batch_restore(b, "stage/", "keep/"), CF_OK);
+    assert_int_equal(b->min_format, 2);
+    struct cf_buf out;
+    cf_buf_init(&out);
+    assert_int_equal(rft_entry_encode(&b, 1, 1, &out), CF_EINVAL);
+    assert_int_equal(rft_entry_encode(&b, 1, RFT_ENTRY_FORMAT + 1, &out), CF_EINVAL);
+    assert_int_equal(rft_entry_encode(&b, 1, 0, &out), CF_EINVAL);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(rft_entry_encode(&b, 1, 2, &out), CF_OK);
+    struct rft_batch **d = NULL;
+    size_t n = 0;
+    uint64_t format = 0;
+    assert_int_equal(rft_entry_decode(out.data, out.len, &d, &n, &format), CF_OK);
+    assert_int_equal(format, 2);
+    assert_int_equal(n, 1);
+    check_equal(b, d[0]);
+    assert_int_equal(d[0]->min_format, 2);
+    rft_batch_free(d[0]);
+    cf_free(d);
+    /* The same bytes with the format number changed to 1: RESTORE is not in format 1. */
+    assert_int_equal(out.data[1], 0x02);
+    out.data[1] = 0x01;
+    assert_int_equal(refuse(out.data, out.len, CF_EMALFORMED), 1);
+    cf_buf_close(&out);
+    rft_batch_free(b);
+    /* A RESTORE whose kept prefix is empty or contains the staging prefix is malformed. */
+    struct mp m;
+    mp_init(&m);
+    msgpack_pack_array(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 2);
+    msgpack_pack_uint32(&m.pk, RFT_ENTRY_GROUP);
+    msgpack_pack_array(&m.pk, 1);
+    msgpack_pack_array(&m.pk, 1);
+    msgpack_pack_array(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, RFT_OP_RESTORE);
+    mp_str(&m, "stage/", 6);
+    msgpack_pack_bin(&m.pk, 3);
+    msgpack_pack_bin_body(&m.pk, "sta", 3);
+    assert_int_equal(refuse(m.sb.data, m.sb.size, CF_EMALFORMED), 2);
+    msgpack_sbuffer_destroy(&m.sb);
+    assert_int_equal(cf_mem_live(), live);
+}
+
 static void test_faults(void **state)
 {
     (void)state;
@@ -508,7 +565,7 @@ static void test_faults(void **state)
         struct cf_buf out;
         cf_buf_init(&out);
         cf_mem_fail_after(n);
-        int rv = rft_entry_encode(b, 4, &out);
+        int rv = rft_entry_encode(b, 4, RFT_ENTRY_FORMAT_MIN, &out);
         cf_mem_fail_after(0);
         if (rv == CF_OK) {
             assert_int_equal(out.len, ref.len);
@@ -567,8 +624,12 @@ static void test_faults(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_builder_refuses_bad_keys),
-        cmocka_unit_test(test_malformed),  cmocka_unit_test(test_unknown_version),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_builder_refuses_bad_keys),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_unknown_version),
+        cmocka_unit_test(test_restore_op_format),
+        cmocka_unit_test(test_restore_op_format),
         cmocka_unit_test(test_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -343,6 +343,51 @@ static void test_apply_and_read(void **state)
     rft_batch_free(b);
 }
 
+/* RESTORE is refused until the format gate allows format 2; then it replaces everything but
+ * the kept prefix with the staged keys, in one entry written in format 2. */
+static void test_restore_and_format_gate(void **state)
+{
+    struct fx *f = *state;
+    store_open(f, true);
+    assert_int_equal(rft_store_entry_format(f->s), RFT_ENTRY_FORMAT_MIN);
+    struct rft_batch *b = rft_batch_new();
+    assert_int_equal(rft_batch_put(b, "old/1", (const uint8_t *)"o", 1), CF_OK);
+    assert_int_equal(rft_batch_put(b, "keep/1", (const uint8_t *)"k", 1), CF_OK);
+    assert_int_equal(rft_batch_put(b, "stage/new/1", (const uint8_t *)"n1", 2), CF_OK);
+    assert_int_equal(rft_batch_put(b, "stage/new/2", (const uint8_t *)"n2", 2), CF_OK);
+    assert_int_equal(rft_batch_put(b, "stage/keep/2", (const uint8_t *)"x", 1), CF_OK);
+    struct req q;
+    assert_int_equal(apply(f, &q, b), CF_OK);
+    rft_apply_req_close(&q.req);
+    assert_int_equal(rft_store_applied_format(f->s), 1);
+
+    b = rft_batch_new();
+    assert_int_equal(rft_batch_restore(b, "stage/", "keep/"), CF_OK);
+    struct rft_apply_req r;
+    assert_int_equal(rft_store_apply(f->s, &r, b, NULL), CF_EVERSION);
+    check_dump(f, "", NULL, "keep/1=k;old/1=o;stage/keep/2=x;stage/new/1=n1;stage/new/2=n2;");
+
+    rft_store_set_entry_format(f->s, 99); /* clamped to what this build knows */
+    assert_int_equal(rft_store_entry_format(f->s), RFT_ENTRY_FORMAT);
+    rft_store_set_entry_format(f->s, 2);
+    b = rft_batch_new();
+    assert_int_equal(rft_batch_restore(b, "stage/", "keep/"), CF_OK);
+    assert_int_equal(rft_batch_put(b, "keep/marker", (const uint8_t *)"m", 1), CF_OK);
+    assert_int_equal(apply(f, &q, b), CF_OK);
+    uint64_t idx = q.req.index;
+    rft_apply_req_close(&q.req);
+    assert_int_equal(rft_store_applied_format(f->s), 2);
+    check_dump(f, "", NULL, "keep/1=k;keep/marker=m;new/1=n1;new/2=n2;");
+    uint64_t ver;
+    assert_int_equal(rft_store_get(f->s, "new/1", NULL, NULL, &ver), CF_OK);
+    assert_int_equal(ver, idx);
+
+    /* It survives a reopen (replayed from the log, or from a snapshot). */
+    store_close(f);
+    store_open(f, false);
+    check_dump(f, "", NULL, "keep/1=k;keep/marker=m;new/1=n1;new/2=n2;");
+}
+
 static void test_conditional(void **state)
 {
     struct fx *f = *state;
@@ -1103,14 +1148,14 @@ static void test_unknown_entry_version(void **state)
         uv_update_time(&f->loop);
         assert_true(uv_now(&f->loop) - start < TIMEOUT_MS);
     }
-    /* [2, 1, []]: format 2, padded to 8 bytes as libraft needs */
-    raw_submit(f, r, "\x93\x02\x01\x90\0\0\0\0", 8);
+    /* [99, 1, []]: format 99, padded to 8 bytes as libraft needs */
+    raw_submit(f, r, "\x93\x63\x01\x90\0\0\0\0", 8);
     /* A well-formed format-1 entry after it. */
     struct rft_batch *b = rft_batch_new();
     assert_int_equal(rft_batch_put(b, "good/2", (const uint8_t *)"2", 1), CF_OK);
     struct cf_buf out;
     cf_buf_init(&out);
-    assert_int_equal(rft_entry_encode(&b, 1, &out), CF_OK);
+    assert_int_equal(rft_entry_encode(&b, 1, 1, &out), CF_OK);
     raw_submit(f, r, out.data, out.len);
     cf_buf_close(&out);
     rft_batch_free(b);
@@ -1127,7 +1172,7 @@ static void test_unknown_entry_version(void **state)
     f->ready_calls = 0;
     assert_int_equal(rft_store_start(f->s, ready_cb, f, errmsg), CF_EVERSION);
     assert_non_null(strstr(errmsg, f->dir));
-    assert_non_null(strstr(errmsg, "format version 2"));
+    assert_non_null(strstr(errmsg, "format version 99"));
     assert_non_null(strstr(errmsg, "upgrade"));
     assert_false(rft_store_is_ready(f->s));
     check_value(f, "good/1", "1");
@@ -1149,6 +1194,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_apply_and_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conditional, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_and_format_gate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grouping_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_during_snapshot, setup, teardown),

@@ -399,8 +399,12 @@ int api_route_decode(const struct api_exchange *ex,
     }
 
     const char *body_ct = api_exchange_header(ex, "content-type");
-    bool raw =
-        body_data && body_ct != NULL && strncasecmp(body_ct, "application/ocsp-request", 24) == 0;
+    /* Binary bodies passed through untouched: OCSP requests, and raft snapshots to restore
+     * (clients send those with any content type, or none). */
+    bool raw = body_data &&
+               ((body_ct != NULL && strncasecmp(body_ct, "application/ocsp-request", 24) == 0) ||
+                strcmp(path, "sys/storage/raft/snapshot") == 0 ||
+                strcmp(path, "sys/storage/raft/snapshot-force") == 0);
     if (body_data && !raw) {
         json_decref(data);
         data = NULL;

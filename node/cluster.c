@@ -23,6 +23,7 @@
 #include "lib/mem.h"
 #include "lib/tlsca.h"
 #include "node/barrier.h"
+#include "raft/entry.h"
 #include "node/cluster.h"
 #include "node/internal.h"
 #include "raft/net.h"
@@ -128,6 +129,11 @@ int node__cluster_open(struct node_core *core, char errmsg[CF_ERRMSG_SIZE])
         return CF_OK;
     }
     rft_net_set_allow(core->cfg.net, allow_peer, core);
+    int hrv = node__report_start(core);
+    if (hrv != CF_OK) {
+        cf_errmsg_printf(errmsg, "version reports: %s", cf_strerror(hrv));
+        return hrv;
+    }
     char path[4096];
     dir_file(core, CREDS_FILE, path, sizeof(path));
     json_error_t jerr;
@@ -164,11 +170,13 @@ int node__cluster_member_put(struct rft_batch *b,
                              const char *node_id,
                              const char *api_addr,
                              const char *cluster_addr,
-                             bool non_voter)
+                             bool non_voter,
+                             const char *version,
+                             uint64_t entry_format)
 {
-    json_t *j =
-        json_pack("{s:s,s:s,s:s,s:b,s:s}", "node_id", node_id, "api_addr", api_addr, "cluster_addr",
-                  cluster_addr, "non_voter", non_voter, "version", COFFER_VERSION);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:s,s:I}", "node_id", node_id, "api_addr", api_addr,
+                          "cluster_addr", cluster_addr, "non_voter", non_voter, "version", version,
+                          "entry_format", (json_int_t)entry_format);
     char *s = j ? cf_json_dumps(j, NULL) : NULL;
     json_decref(j);
     if (s == NULL) {
@@ -256,7 +264,8 @@ int node__cluster_init_put(struct node_core *core, struct rft_batch *b, char err
         json_decref(j);
     }
     if (rv == CF_OK) {
-        rv = node__cluster_member_put(b, core->node_id, core->api_addr, core->cluster_addr, false);
+        rv = node__cluster_member_put(b, core->node_id, core->api_addr, core->cluster_addr, false,
+                                      COFFER_VERSION, RFT_ENTRY_FORMAT);
     }
     if (rv == CF_OK) {
         rv = node__cluster_save_creds(core, ca_cert, cert, key, errmsg);

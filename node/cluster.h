@@ -48,12 +48,16 @@ int node__cluster_sign(struct node_core *core,
                        char **cert,
                        char **ca_cert,
                        char errmsg[CF_ERRMSG_SIZE]);
-/* Adds a member record {"node_id","api_addr","cluster_addr","non_voter","version"}. */
+/* Adds a member record {"node_id","api_addr","cluster_addr","non_voter","version",
+ * "entry_format"}: the build version the node reported and the highest raft entry format it
+ * knows (1 while unknown). */
 int node__cluster_member_put(struct rft_batch *b,
                              const char *node_id,
                              const char *api_addr,
                              const char *cluster_addr,
-                             bool non_voter);
+                             bool non_voter,
+                             const char *version,
+                             uint64_t entry_format);
 /* A member record (new reference) or NULL. */
 json_t *node__cluster_member(struct node_core *core, const char *node_id);
 json_t *node__cluster_member_by_raft_id(struct node_core *core, uint64_t raft_id);
@@ -64,6 +68,19 @@ void node__cluster_announce_active(struct node_core *core);
 /* Fills out with the active node when one is known (this node, or the raft leader whose active
  * record is stored); false when none is. */
 bool node__cluster_leader_info(struct node_core *core, struct node_leader_info *out);
+
+/* cluster_report.c: version reports and the entry-format gate (rolling upgrades). */
+/* Registers the report protocol on the cluster port and starts the report timer. */
+int node__report_start(struct node_core *core);
+void node__report_stop(struct node_core *core);
+/* Active node: writes new entries in the highest format every configured server knows. */
+void node__cluster_gate(struct node_core *core);
+/* The highest entry format a member record says its node knows (1 when it does not say). */
+uint64_t node__member_entry_format(json_t *m);
+
+/* snapshot.c: sys/storage/raft/snapshot (save, restore) and snapshot-force, on the active node;
+ * true when it handled the request. */
+bool node__snapshot_handle(struct node_core *core, struct node_request *req, bool sudo);
 
 /* join.c: the unauthenticated raft join endpoints (sys/storage/raft/join, bootstrap/challenge,
  * bootstrap/answer) and the unseal of a node that joined; true when it handled the request. */

@@ -141,6 +141,7 @@ static void ap_tick(uv_timer_t *t)
     if (!rft_store_is_ready(core->store) || ap->promoting) {
         return;
     }
+    node__cluster_gate(core);
     struct ap_config c;
     ap_load(core, &c);
     struct rft_server sv[MAX_SERVERS];
@@ -569,6 +570,8 @@ bool node__cluster_api_handle(struct node_core *core, struct node_request *req, 
     p += 17;
     if (!rft_store_is_ready(core->store)) {
         node_request_done(req, forward_response());
+    } else if (node__snapshot_handle(core, req, sudo)) {
+        return true;
     } else if (strcmp(p, "configuration") == 0) {
         if (req->op != NODE_OP_READ) {
             node_request_done(req, node_response_error(405, "unsupported operation"));

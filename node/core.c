@@ -1026,6 +1026,16 @@ static void ha_tick_cb(uv_timer_t *t)
         CF_LOG(CF_LOG_INFO, "sealed leader: handing leadership to another voter");
         rft_store_transfer(core->store, NULL, NULL, NULL);
     }
+    /* A standby reloads when the active node rewrote the keyring, mount or audit tables (a
+     * snapshot restore, say), without waiting for a request to notice. */
+    if (!core->sealed && !core->reload_pending && core->store != NULL &&
+        !rft_store_is_ready(core->store) && standby_stale(core)) {
+        CF_LOG(CF_LOG_INFO,
+               "the active node changed the keyring, mount or audit tables: "
+               "reloading");
+        core->reload_pending = true;
+        node__ha_update(core);
+    }
 }
 
 void node__ha_update(struct node_core *core)
@@ -1054,6 +1064,7 @@ void node__ha_update(struct node_core *core)
         return; /* the unseal inside calls back here with the new role */
     }
     if (active && core->autopilot == NULL && !core->reload_pending) {
+        node__cluster_gate(core);
         node__cluster_announce_active(core);
         node__autopilot_start(core);
     }
@@ -1254,6 +1265,7 @@ void node_core_close(struct node_core *core, void (*cb)(void *arg), void *arg)
     core->closing = true;
     node__seal_health_stop(core);
     node__autopilot_stop(core);
+    node__report_stop(core);
     node__join_free(core);
     if (core->ha_timer != NULL) {
         uv_close((uv_handle_t *)core->ha_timer, (uv_close_cb)cf_free);

@@ -139,6 +139,8 @@ struct node_core
     /* Clustering (node/cluster.c, join.c, cluster_api.c) */
     struct node_join *join;            /* a join of this node in progress, or NULL */
     struct node_challenge *challenges; /* join challenges this (active) node handed out */
+    struct node_report *report;        /* version reports (cluster_report.c) */
+    bool restoring;                    /* a snapshot restore is staging (snapshot.c) */
     struct node_autopilot *autopilot;  /* while active */
     bool was_active;                   /* the HA role the loaded state was made for */
     uint64_t standby_writes;           /* writes a standby attempted (node__commit) */

@@ -28,6 +28,7 @@
 
 #define CF_LOG_MODULE "join"
 #include "lib/log.h"
+#include "raft/entry.h"
 #include "raft/transport_tls.h"
 
 #define CHALLENGE_LEN 32
@@ -70,6 +71,17 @@ struct node_join
 static const char *str(const json_t *o, const char *k)
 {
     return json_string_value(json_object_get(o, k));
+}
+
+/* The highest entry format a joining node says it knows; 1 (every build reads it) when it does
+ * not say. */
+static uint64_t joiner_entry_format(const json_t *data)
+{
+    json_t *f = json_object_get(data, "entry_format");
+    if (!json_is_integer(f) || json_integer_value(f) < RFT_ENTRY_FORMAT_MIN) {
+        return RFT_ENTRY_FORMAT_MIN;
+    }
+    return (uint64_t)json_integer_value(f);
 }
 
 static struct node_response *joined_response(void)
@@ -340,7 +352,9 @@ static void handle_answer(struct node_core *core, struct node_request *req)
     char rkey[512];
     snprintf(rkey, sizeof(rkey), "%s%s", NODE_PREFIX_CLUSTER_REMOVED, sid);
     if (b == NULL ||
-        node__cluster_member_put(b, sid, aaddr ? aaddr : "", caddr, non_voter) != CF_OK ||
+        node__cluster_member_put(b, sid, aaddr ? aaddr : "", caddr, non_voter,
+                                 str(req->data, "version") ? str(req->data, "version") : "",
+                                 joiner_entry_format(req->data)) != CF_OK ||
         rft_batch_delete(b, rkey) != CF_OK) {
         rft_batch_free(b);
         node_request_done(req, NULL);
@@ -632,9 +646,10 @@ static void join_with_key(struct node_join *j, const uint8_t *key, size_t len)
     rv = b64 ? cf_tlsca_new_csr(core->node_id, &j->key_pem, &csr, emsg) : CF_ENOMEM;
     j->key = rv == CF_OK ? cf_cloak_new(key, len) : NULL;
     json_t *body = rv == CF_OK && j->key
-                       ? json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "server_id", core->node_id,
+                       ? json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:I}", "server_id", core->node_id,
                                    "answer", b64, "cluster_addr", core->cluster_addr, "api_addr",
-                                   core->api_addr, "csr", csr, "non_voter", j->non_voter)
+                                   core->api_addr, "csr", csr, "non_voter", j->non_voter, "version",
+                                   COFFER_VERSION, "entry_format", (json_int_t)RFT_ENTRY_FORMAT)
                        : NULL;
     cf_free(b64);
     cf_free(csr);

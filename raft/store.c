@@ -138,21 +138,26 @@ static void apply_restore(struct rft_store *s,
     struct prefix_collect all = {0};
     rft_map_scan(s->map.root, "", NULL, collect_visit, &all);
     struct rft_node *old = rft_map_freeze(&s->map);
+    /* First everything that goes, then the moves: a staged key's new name may sort after the
+     * staged key and must not be deleted once it was written. */
     for (size_t k = 0; k < all.n; k++) {
         const char *key = all.keys[k];
-        if (strncmp(key, keep, keep_len) == 0) {
-            cf_free(all.keys[k]);
-            continue;
+        if (strncmp(key, keep, keep_len) != 0 && strncmp(key, staging, slen) != 0) {
+            rft_map_delete(&s->map, key);
         }
-        rft_map_delete(&s->map, key);
-        if (strncmp(key, staging, slen) == 0 && key[slen] != '\0' &&
-            strncmp(key + slen, keep, keep_len) != 0) {
-            struct rft_map view = {.root = old};
-            const uint8_t *v;
-            size_t len;
-            if (rft_map_get(&view, key, &v, &len, NULL) == CF_OK &&
-                rft_map_put(&s->map, key + slen, v, len, index) != CF_OK) {
-                cf_oom_abort();
+    }
+    for (size_t k = 0; k < all.n; k++) {
+        const char *key = all.keys[k];
+        if (strncmp(key, staging, slen) == 0) {
+            rft_map_delete(&s->map, key);
+            if (key[slen] != '\0' && strncmp(key + slen, keep, keep_len) != 0) {
+                struct rft_map view = {.root = old};
+                const uint8_t *v;
+                size_t len;
+                if (rft_map_get(&view, key, &v, &len, NULL) == CF_OK &&
+                    rft_map_put(&s->map, key + slen, v, len, index) != CF_OK) {
+                    cf_oom_abort();
+                }
             }
         }
         cf_free(all.keys[k]);
@@ -898,6 +903,84 @@ struct scan_adapter
     rft_store_visit_fn fn;
     void *arg;
 };
+
+struct rft_frozen
+{
+    struct rft_node *root;
+    size_t count;
+    uint64_t index;
+    uint64_t term;
+};
+
+struct rft_frozen *rft_store_freeze(struct rft_store *s)
+{
+    struct rft_frozen *f = cf_calloc(1, sizeof(*f));
+    if (f == NULL) {
+        return NULL;
+    }
+    f->root = rft_map_freeze(&s->map);
+    f->count = s->map.count;
+    f->index = rft_store_applied_index(s);
+    f->term = rft_store_term(s);
+    return f;
+}
+
+uint64_t rft_frozen_index(const struct rft_frozen *f)
+{
+    return f->index;
+}
+
+uint64_t rft_frozen_term(const struct rft_frozen *f)
+{
+    return f->term;
+}
+
+int rft_frozen_encode(const struct rft_frozen *f, struct cf_buf *out)
+{
+    return rft_map_encode(f->root, f->count, out);
+}
+
+void rft_frozen_release(struct rft_frozen *f)
+{
+    if (f != NULL) {
+        rft_map_release(f->root);
+        cf_free(f);
+    }
+}
+
+struct encoded_scan
+{
+    rft_store_visit_fn fn;
+    void *arg;
+};
+
+static int encoded_visit(void *arg,
+                         const char *key,
+                         const uint8_t *val,
+                         size_t len,
+                         uint64_t version)
+{
+    struct encoded_scan *e = arg;
+    (void)version;
+    return e->fn(e->arg, key, val, len);
+}
+
+int rft_frozen_scan_encoded(const uint8_t *p,
+                            size_t len,
+                            rft_store_visit_fn fn,
+                            void *arg,
+                            char errmsg[CF_ERRMSG_SIZE])
+{
+    struct rft_map m;
+    rft_map_init(&m);
+    int rv = rft_map_decode(&m, p, len, errmsg);
+    if (rv == CF_OK) {
+        struct encoded_scan e = {.fn = fn, .arg = arg};
+        rv = rft_map_scan(m.root, "", NULL, encoded_visit, &e);
+    }
+    rft_map_close(&m);
+    return rv;
+}
 
 static int scan_visit(void *arg, const char *key, const uint8_t *val, size_t len, uint64_t version)
 {

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/buf.h"
 #include "lib/err.h"
 
 struct uv_loop_s;
@@ -158,6 +159,24 @@ int rft_store_scan(const struct rft_store *s,
                    const char *after,
                    rft_store_visit_fn fn,
                    void *arg);
+
+/* Frozen copies, for snapshots that leave the node (sys/storage/raft/snapshot). Freezing is
+ * O(1) and later writes do not show in the copy. rft_frozen_encode may run on any thread (it only
+ * reads); freeze and release run on the loop. The encoding is the FSM snapshot body of
+ * docs/formats/raft-snapshot.md. */
+struct rft_frozen;
+struct rft_frozen *rft_store_freeze(struct rft_store *s); /* NULL on OOM */
+uint64_t rft_frozen_index(const struct rft_frozen *f);    /* applied index when frozen */
+uint64_t rft_frozen_term(const struct rft_frozen *f);
+int rft_frozen_encode(const struct rft_frozen *f, struct cf_buf *out);
+void rft_frozen_release(struct rft_frozen *f);
+/* Decodes a body made by rft_frozen_encode and visits every key in order; CF_ECORRUPT or
+ * CF_EVERSION with errmsg when it does not decode (fn is not called then). */
+int rft_frozen_scan_encoded(const uint8_t *p,
+                            size_t len,
+                            rft_store_visit_fn fn,
+                            void *arg,
+                            char errmsg[CF_ERRMSG_SIZE]);
 
 /* Batches. Keys are copied; values are copied. Every builder returns CF_OK, CF_ENOMEM, or
  * CF_EINVAL for an empty key or one longer than RFT_KEY_MAX (4096) bytes (the batch is then

@@ -356,6 +356,10 @@ static void test_restore_and_format_gate(void **state)
     assert_int_equal(rft_batch_put(b, "stage/new/1", (const uint8_t *)"n1", 2), CF_OK);
     assert_int_equal(rft_batch_put(b, "stage/new/2", (const uint8_t *)"n2", 2), CF_OK);
     assert_int_equal(rft_batch_put(b, "stage/keep/2", (const uint8_t *)"x", 1), CF_OK);
+    /* A live key that sorts after its staged replacement ("z" > "s"), and one before it. */
+    assert_int_equal(rft_batch_put(b, "z/1", (const uint8_t *)"old", 3), CF_OK);
+    assert_int_equal(rft_batch_put(b, "stage/z/1", (const uint8_t *)"new", 3), CF_OK);
+    assert_int_equal(rft_batch_put(b, "new/1", (const uint8_t *)"old", 3), CF_OK);
     struct req q;
     assert_int_equal(apply(f, &q, b), CF_OK);
     rft_apply_req_close(&q.req);
@@ -365,7 +369,9 @@ static void test_restore_and_format_gate(void **state)
     assert_int_equal(rft_batch_restore(b, "stage/", "keep/"), CF_OK);
     struct rft_apply_req r;
     assert_int_equal(rft_store_apply(f->s, &r, b, NULL), CF_EVERSION);
-    check_dump(f, "", NULL, "keep/1=k;old/1=o;stage/keep/2=x;stage/new/1=n1;stage/new/2=n2;");
+    check_dump(f, "", NULL,
+               "keep/1=k;new/1=old;old/1=o;stage/keep/2=x;stage/new/1=n1;stage/new/2=n2;"
+               "stage/z/1=new;z/1=old;");
 
     rft_store_set_entry_format(f->s, 99); /* clamped to what this build knows */
     assert_int_equal(rft_store_entry_format(f->s), RFT_ENTRY_FORMAT);
@@ -377,7 +383,7 @@ static void test_restore_and_format_gate(void **state)
     uint64_t idx = q.req.index;
     rft_apply_req_close(&q.req);
     assert_int_equal(rft_store_applied_format(f->s), 2);
-    check_dump(f, "", NULL, "keep/1=k;keep/marker=m;new/1=n1;new/2=n2;");
+    check_dump(f, "", NULL, "keep/1=k;keep/marker=m;new/1=n1;new/2=n2;z/1=new;");
     uint64_t ver;
     assert_int_equal(rft_store_get(f->s, "new/1", NULL, NULL, &ver), CF_OK);
     assert_int_equal(ver, idx);
@@ -385,7 +391,7 @@ static void test_restore_and_format_gate(void **state)
     /* It survives a reopen (replayed from the log, or from a snapshot). */
     store_close(f);
     store_open(f, false);
-    check_dump(f, "", NULL, "keep/1=k;keep/marker=m;new/1=n1;new/2=n2;");
+    check_dump(f, "", NULL, "keep/1=k;keep/marker=m;new/1=n1;new/2=n2;z/1=new;");
 }
 
 static void test_conditional(void **state)

@@ -294,7 +294,11 @@ int node__cluster_sign(struct node_core *core,
     size_t n = 0;
     int rv = node__get(core, NODE_KEY_CLUSTER_CA, &v, &n);
     if (rv != CF_OK) {
-        cf_errmsg_printf(errmsg, "read the cluster CA: %s", cf_strerror(rv));
+        cf_errmsg_printf(errmsg,
+                         "read the cluster CA: %s (a forced snapshot restore from another "
+                         "cluster leaves the CA sealed under this cluster's former keys: nodes "
+                         "cannot join until the cluster is rebuilt from a single node)",
+                         cf_strerror(rv));
         return rv;
     }
     json_t *j = json_loadb((const char *)v, n, 0, NULL);

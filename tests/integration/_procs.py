@@ -59,6 +59,7 @@ class Server:
             'disable_mlock = true\nlog_level = "info"\n' + extra_config
         )
         self.node_id = node_id
+        self.binary = None  # another coffer build for this node (upgrade tests)
         self.proc = None
         self.stderr_path = None
         self.starts = 0
@@ -76,7 +77,7 @@ class Server:
             prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
             prefix += self.prefix
             self.proc = subprocess.Popen(
-                prefix + [coffer_bin(), "server", f"-config={self.config}"],
+                prefix + [self.binary or coffer_bin(), "server", f"-config={self.config}"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,

@@ -6,6 +6,7 @@
  * max_trailing_logs behind) for server_stabilization_time.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -316,8 +317,74 @@ static void duration_str(int64_t ms, char *out, size_t n)
     cf_duration_format_ms(ms, out, n);
 }
 
+/* upgrade_info (after Vault Enterprise's automated upgrades): the highest version any server
+ * runs is the target; the voters that run it and the others. Coffer upgrades in place (a node's
+ * binary is replaced), so while any voter runs an older version the status is
+ * "await-new-voters", else "idle". */
+struct upgrade
+{
+    char target[64];
+    json_t *ids;      /* object id -> version */
+    json_t *voter_of; /* object id -> true for voters */
+};
+
+static int version_cmp(const char *a, const char *b)
+{
+    while (*a != '\0' || *b != '\0') {
+        unsigned long x = strtoul(a, (char **)&a, 10);
+        unsigned long y = strtoul(b, (char **)&b, 10);
+        if (x != y) {
+            return x < y ? -1 : 1;
+        }
+        if (*a == '.') {
+            a++;
+        } else if (*a != '\0') {
+            return strcmp(a, b);
+        }
+        if (*b == '.') {
+            b++;
+        } else if (*b != '\0') {
+            return strcmp(a, b);
+        }
+    }
+    return 0;
+}
+
+static void upgrade_note(struct upgrade *up, const char *id, const char *version, bool voter)
+{
+    json_object_set_new(up->ids, id, json_string(version));
+    if (voter) {
+        json_object_set_new(up->voter_of, id, json_true());
+    }
+    if (version[0] != '\0' && version_cmp(version, up->target) > 0) {
+        snprintf(up->target, sizeof(up->target), "%s", version);
+    }
+}
+
+static json_t *upgrade_info(struct upgrade *up)
+{
+    json_t *at = json_array();
+    json_t *other = json_array();
+    const char *id;
+    json_t *v;
+    json_object_foreach(up->ids, id, v)
+    {
+        if (json_object_get(up->voter_of, id) != NULL) {
+            json_array_append_new(strcmp(json_string_value(v), up->target) == 0 ? at : other,
+                                  json_string(id));
+        }
+    }
+    json_t *r = json_pack(
+        "{s:s,s:s,s:o,s:o}", "status", json_array_size(other) > 0 ? "await-new-voters" : "idle",
+        "target_version", up->target, "target_version_voters", at, "other_version_voters", other);
+    json_decref(up->ids);
+    json_decref(up->voter_of);
+    return r;
+}
+
 static void handle_autopilot_state(struct node_core *core, struct node_request *req)
 {
+    struct upgrade up = {.ids = json_object(), .voter_of = json_object()};
     struct ap_config c;
     ap_load(core, &c);
     struct rft_server sv[MAX_SERVERS];
@@ -353,13 +420,15 @@ static void handle_autopilot_state(struct node_core *core, struct node_request *
         const char *ver = json_string_value(json_object_get(m, "version"));
         json_object_set_new(
             servers, id,
-            json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:n}", "id", id, "name",
-                      id, "address", sv[i].address, "node_status", healthy ? "alive" : "failed",
-                      "last_contact", lc, "last_term", (json_int_t)rft_store_term(core->store),
-                      "last_index", (json_int_t)sv[i].match_index, "healthy", healthy,
-                      "stable_since", since, "status", status, "version", ver ? ver : "",
-                      "upgrade_version", ver ? ver : "", "node_type",
-                      sv[i].voter ? "voter" : "non-voter", "meta"));
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:n,s:I}", "id", id,
+                      "name", id, "address", sv[i].address, "node_status",
+                      healthy ? "alive" : "failed", "last_contact", lc, "last_term",
+                      (json_int_t)rft_store_term(core->store), "last_index",
+                      (json_int_t)sv[i].match_index, "healthy", healthy, "stable_since", since,
+                      "status", status, "version", ver ? ver : "", "upgrade_version",
+                      ver ? ver : "", "node_type", sv[i].voter ? "voter" : "non-voter", "meta",
+                      "entry_format", (json_int_t)node__member_entry_format(m)));
+        upgrade_note(&up, id, ver ? ver : "", sv[i].voter);
         if (sv[i].voter) {
             json_array_append_new(voters, json_string(id));
             n_voters++;
@@ -377,10 +446,11 @@ static void handle_autopilot_state(struct node_core *core, struct node_request *
     size_t quorum = n_voters / 2 + 1;
     json_int_t tolerance = healthy_voters > quorum ? (json_int_t)(healthy_voters - quorum) : 0;
     json_t *data = json_pack(
-        "{s:b,s:I,s:I,s:s,s:o,s:o,s:o}", "healthy", all_healthy && healthy_voters >= quorum,
+        "{s:b,s:I,s:I,s:s,s:o,s:o,s:o,s:I,s:o}", "healthy", all_healthy && healthy_voters >= quorum,
         "failure_tolerance", tolerance, "optimistic_failure_tolerance", tolerance, "leader", leader,
         "voters", voters, "non_voters", json_array_size(non_voters) ? non_voters : json_null(),
-        "servers", servers);
+        "servers", servers, "entry_format", (json_int_t)rft_store_entry_format(core->store),
+        "upgrade_info", upgrade_info(&up));
     if (json_array_size(non_voters) == 0) {
         json_decref(non_voters);
     }

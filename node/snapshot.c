@@ -19,7 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "lib/bytes.h"
 #include "lib/crypto.h"
 #include "lib/json.h"
 #include "lib/mem.h"
@@ -27,15 +26,12 @@
 #include "node/cluster.h"
 #include "node/internal.h"
 #include "raft/entry.h"
+#include "raft/snapfile.h"
 #include "raft/store.h"
 
 #define CF_LOG_MODULE "snapshot"
 #include "lib/log.h"
 
-#define SNAP_MAGIC "COFFSNAP"
-#define SNAP_FORMAT 1
-#define SNAP_HEADER 16 /* magic, u32 format, u32 meta length */
-#define SNAP_META_MAX (64 * 1024)
 #define STAGE_PREFIX "core/restore/stage/"
 #define RESTORE_PREFIX "core/restore/"
 #define KEEP_PREFIX "core/cluster/"
@@ -57,26 +53,7 @@ struct save_op
 static void save_work(uv_work_t *w)
 {
     struct save_op *op = w->data;
-    size_t mlen = strlen(op->meta);
-    uint8_t hdr[SNAP_HEADER];
-    memcpy(hdr, SNAP_MAGIC, 8);
-    cf_put_be32(hdr + 8, SNAP_FORMAT);
-    cf_put_be32(hdr + 12, (uint32_t)mlen);
-    int rv = cf_buf_append(&op->out, hdr, sizeof(hdr));
-    if (rv == CF_OK) {
-        rv = cf_buf_append(&op->out, op->meta, mlen);
-    }
-    if (rv == CF_OK) {
-        rv = rft_frozen_encode(op->frozen, &op->out);
-    }
-    uint8_t sum[32];
-    if (rv == CF_OK) {
-        rv = cf_sha256(op->out.data, op->out.len, sum);
-    }
-    if (rv == CF_OK) {
-        rv = cf_buf_append(&op->out, sum, sizeof(sum));
-    }
-    op->rv = rv;
+    op->rv = rft_snapfile_encode(op->frozen, op->meta, strlen(op->meta), &op->out);
 }
 
 static void save_after(uv_work_t *w, int status)
@@ -117,9 +94,9 @@ static void handle_save(struct node_core *core, struct node_request *req)
     cf_buf_init(&op->out);
     op->frozen = rft_store_freeze(core->store);
     json_t *meta = json_pack(
-        "{s:I,s:s,s:I,s:I,s:I,s:I}", "format", (json_int_t)SNAP_FORMAT, "version", COFFER_VERSION,
-        "index", (json_int_t)(op->frozen ? rft_frozen_index(op->frozen) : 0), "term",
-        (json_int_t)(op->frozen ? rft_frozen_term(op->frozen) : 0), "keys",
+        "{s:I,s:s,s:I,s:I,s:I,s:I}", "format", (json_int_t)RFT_SNAPFILE_FORMAT, "version",
+        COFFER_VERSION, "index", (json_int_t)(op->frozen ? rft_frozen_index(op->frozen) : 0),
+        "term", (json_int_t)(op->frozen ? rft_frozen_term(op->frozen) : 0), "keys",
         (json_int_t)rft_store_size(core->store), "created", (json_int_t)time(NULL));
     op->meta = meta != NULL ? cf_json_dumps(meta, NULL) : NULL;
     json_decref(meta);
@@ -228,42 +205,28 @@ static int stage_visit(void *arg, const char *key, const uint8_t *val, size_t le
 /* Checks the file and splits it into staging batches. 400-class problems set errmsg. */
 static int restore_parse(struct restore_op *op, const uint8_t *p, size_t len)
 {
-    if (len < SNAP_HEADER + 32 || memcmp(p, SNAP_MAGIC, 8) != 0) {
-        cf_errmsg_printf(op->errmsg, "not a Coffer raft snapshot (bad magic)");
-        return CF_EMALFORMED;
+    const uint8_t *mp;
+    size_t mlen;
+    const uint8_t *body;
+    size_t blen;
+    int rv = rft_snapfile_open(p, len, &mp, &mlen, &body, &blen, op->errmsg);
+    if (rv != CF_OK) {
+        return rv;
     }
-    uint32_t format = cf_get_be32(p + 8);
-    if (format != SNAP_FORMAT) {
-        cf_errmsg_printf(op->errmsg, "snapshot file format %u; this build reads format %d", format,
-                         SNAP_FORMAT);
-        return CF_EVERSION;
-    }
-    uint8_t sum[32];
-    if (cf_sha256(p, len - 32, sum) != CF_OK || !cf_ct_equal(sum, p + len - 32, sizeof(sum))) {
-        cf_errmsg_printf(op->errmsg, "snapshot checksum mismatch: the file is damaged");
-        return CF_ECORRUPT;
-    }
-    uint32_t mlen = cf_get_be32(p + 12);
-    if (mlen > SNAP_META_MAX || mlen > len - SNAP_HEADER - 32) {
-        cf_errmsg_printf(op->errmsg, "snapshot metadata length %u is out of range", mlen);
-        return CF_EMALFORMED;
-    }
-    json_t *meta = json_loadb((const char *)p + SNAP_HEADER, mlen, 0, NULL);
+    json_t *meta = json_loadb((const char *)mp, mlen, 0, NULL);
     bool meta_ok = json_is_object(meta);
     json_decref(meta);
     if (!meta_ok) {
         cf_errmsg_printf(op->errmsg, "snapshot metadata is not a JSON object");
         return CF_EMALFORMED;
     }
-    int rv = add_batch(op);
+    rv = add_batch(op);
     if (rv == CF_OK) {
         rv = rft_batch_delete_prefix(op->batches[0], RESTORE_PREFIX);
     }
     if (rv != CF_OK) {
         return rv;
     }
-    const uint8_t *body = p + SNAP_HEADER + mlen;
-    size_t blen = len - SNAP_HEADER - mlen - 32;
     char errmsg[CF_ERRMSG_SIZE] = "";
     rv = rft_frozen_scan_encoded(body, blen, stage_visit, op, errmsg);
     if (rv != CF_OK) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Coffer, in this order:
-#   1. release build, cmocka unit tests (ctest), pytest integration tests against build/coffer,
-#      multi-node cluster tests (tests/cluster);
+#   1. release build (and build-bump, a version-bumped coffer for the rolling-upgrade test),
+#      cmocka unit tests (ctest), pytest integration tests against build/coffer, multi-node
+#      cluster tests (tests/cluster);
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, the same unit, integration and
 #      cluster tests;
 #   3. libFuzzer targets (clang), each for a short run over its seed corpus.
@@ -23,6 +24,12 @@ cppcheck --enable=warning,performance,portability --error-exitcode=1 \
 step "release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build
+
+step "version-bumped build (build B of the rolling-upgrade test)"
+cmake -S . -B build-bump -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOFFER_TESTS=OFF \
+    -DCOFFER_VERSION_BUMP_FOR_TESTS=ON >/dev/null
+ninja -C build-bump coffer
+export COFFER_BIN_B="$ROOT/build-bump/coffer"
 
 step "unit tests (release)"
 (cd build && ctest --output-on-failure -j2)

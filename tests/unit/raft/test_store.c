@@ -33,6 +33,7 @@
 #include "lib/err.h"
 #include "lib/mem.h"
 #include "raft/entry.h"
+#include "raft/snapfile.h"
 #include "raft/store.h"
 #include "raft/transport_local.h"
 
@@ -392,6 +393,72 @@ static void test_restore_and_format_gate(void **state)
     store_close(f);
     store_open(f, false);
     check_dump(f, "", NULL, "keep/1=k;keep/marker=m;new/1=n1;new/2=n2;z/1=new;");
+}
+
+/* Snapshot files: a frozen copy framed with metadata and a checksum; later writes do not show
+ * in it; damaged and foreign files are refused with their reason. */
+static void test_snapfile(void **state)
+{
+    struct fx *f = *state;
+    store_open(f, true);
+    struct rft_batch *b = rft_batch_new();
+    assert_int_equal(rft_batch_put(b, "a", (const uint8_t *)"1", 1), CF_OK);
+    assert_int_equal(rft_batch_put(b, "b/c", (const uint8_t *)"2\0", 2), CF_OK);
+    struct req q;
+    assert_int_equal(apply(f, &q, b), CF_OK);
+    rft_apply_req_close(&q.req);
+    struct rft_frozen *fz = rft_store_freeze(f->s);
+    assert_non_null(fz);
+    assert_int_equal(rft_frozen_index(fz), rft_store_applied_index(f->s));
+    b = rft_batch_new();
+    assert_int_equal(rft_batch_put(b, "later", (const uint8_t *)"x", 1), CF_OK);
+    assert_int_equal(apply(f, &q, b), CF_OK);
+    rft_apply_req_close(&q.req);
+
+    struct cf_buf out;
+    cf_buf_init(&out);
+    assert_int_equal(rft_snapfile_encode(fz, "{}", 2, &out), CF_OK);
+    rft_frozen_release(fz);
+    const uint8_t *meta;
+    const uint8_t *body;
+    size_t mlen;
+    size_t blen;
+    char errmsg[CF_ERRMSG_SIZE];
+    assert_int_equal(rft_snapfile_open(out.data, out.len, &meta, &mlen, &body, &blen, errmsg),
+                     CF_OK);
+    assert_int_equal(mlen, 2);
+    assert_memory_equal(meta, "{}", 2);
+    struct cf_buf seen;
+    cf_buf_init(&seen);
+    assert_int_equal(rft_frozen_scan_encoded(body, blen, dump_visit, &seen, errmsg), CF_OK);
+    assert_int_equal(cf_buf_append(&seen, "", 1), CF_OK);
+    assert_string_equal((char *)seen.data, "a=1;b/c=2@;");
+    cf_buf_close(&seen);
+
+    /* Refusals. */
+    uint8_t *copy = malloc(out.len);
+    memcpy(copy, out.data, out.len);
+    copy[out.len / 2] ^= 1;
+    assert_int_equal(rft_snapfile_open(copy, out.len, &meta, &mlen, &body, &blen, errmsg),
+                     CF_ECORRUPT);
+    assert_non_null(strstr(errmsg, "checksum"));
+    memcpy(copy, out.data, out.len);
+    copy[11] = 9; /* file format 9 */
+    assert_int_equal(rft_snapfile_open(copy, out.len, &meta, &mlen, &body, &blen, errmsg),
+                     CF_EVERSION);
+    assert_non_null(strstr(errmsg, "format 9"));
+    memcpy(copy, out.data, out.len);
+    copy[0] = 'X';
+    assert_int_equal(rft_snapfile_open(copy, out.len, &meta, &mlen, &body, &blen, errmsg),
+                     CF_EMALFORMED);
+    assert_int_equal(rft_snapfile_open(out.data, 20, &meta, &mlen, &body, &blen, errmsg),
+                     CF_EMALFORMED);
+    free(copy);
+    /* A body that is not an FSM encoding. */
+    assert_int_equal(rft_frozen_scan_encoded((const uint8_t *)"nonsense-bytes-here", 19, dump_visit,
+                                             &seen, errmsg),
+                     CF_ECORRUPT);
+    cf_buf_close(&out);
 }
 
 static void test_conditional(void **state)
@@ -1201,6 +1268,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_and_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conditional, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_and_format_gate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapfile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grouping_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_during_snapshot, setup, teardown),

@@ -37,6 +37,7 @@ struct ap_server
 {
     uint64_t raft_id;
     uint64_t healthy_since_ms; /* loop time; 0 = not healthy */
+    uint64_t failed_since_ms;  /* loop time it was first seen unhealthy; 0 = healthy */
     int64_t stable_since_s;    /* wall clock, for autopilot/state */
 };
 
@@ -47,6 +48,16 @@ struct node_autopilot
     struct ap_server servers[MAX_SERVERS];
     bool promoting;
 };
+
+/* A peer removal: by remove-peer (req set) or by autopilot's dead server cleanup (req NULL). */
+struct remove_op
+{
+    struct node_core *core;
+    struct node_request *req;
+    char id[128];
+};
+
+static void removed_cb(void *arg, int status, const char *errmsg);
 
 static void ap_defaults(struct ap_config *c)
 {
@@ -135,6 +146,42 @@ static void promoted_cb(void *arg, int status, const char *errmsg)
     }
 }
 
+/* cleanup_dead_servers: removes one voter that has been failed (no contact, or too far
+ * behind) for dead_server_last_contact_threshold, as long as min_quorum voters remain. The
+ * removal is the same as remove-peer's: the node is refused at the cluster port until it joins
+ * again with a wiped data dir. */
+static void cleanup_dead(struct node_autopilot *ap,
+                         const struct ap_config *c,
+                         const struct rft_server *sv,
+                         size_t n,
+                         uint64_t now)
+{
+    size_t voters = 0;
+    for (size_t i = 0; i < n; i++) {
+        voters += sv[i].voter;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct ap_server *s = ap_slot(ap, sv[i].raft_id);
+        if (sv[i].leader || !sv[i].voter || s == NULL || s->failed_since_ms == 0 ||
+            (int64_t)(now - s->failed_since_ms) < c->dead_server_last_contact_threshold_ms ||
+            (int64_t)voters - 1 < c->min_quorum) {
+            continue;
+        }
+        json_t *m = node__cluster_member_by_raft_id(ap->core, sv[i].raft_id);
+        struct remove_op *op = m != NULL ? cf_calloc(1, sizeof(*op)) : NULL;
+        if (op != NULL) {
+            op->core = ap->core;
+            snprintf(op->id, sizeof(op->id), "%s", member_id(m));
+            CF_LOG(CF_LOG_WARN, "autopilot: removing dead server %s (failed for %llu s)", op->id,
+                   (unsigned long long)((now - s->failed_since_ms) / 1000));
+            ap->promoting = true;
+            rft_store_remove(ap->core->store, op->id, removed_cb, op);
+        }
+        json_decref(m);
+        return; /* one change at a time */
+    }
+}
+
 static void ap_tick(uv_timer_t *t)
 {
     struct node_autopilot *ap = t->data;
@@ -157,8 +204,12 @@ static void ap_tick(uv_timer_t *t)
         if (!server_healthy(&sv[i], &c, last)) {
             s->healthy_since_ms = 0;
             s->stable_since_s = 0;
+            if (s->failed_since_ms == 0) {
+                s->failed_since_ms = now;
+            }
             continue;
         }
+        s->failed_since_ms = 0;
         if (s->healthy_since_ms == 0) {
             s->healthy_since_ms = now;
             s->stable_since_s = (int64_t)time(NULL);
@@ -175,6 +226,9 @@ static void ap_tick(uv_timer_t *t)
             rft_store_set_voter(core->store, member_id(m), true, promoted_cb, ap);
         }
         json_decref(m);
+    }
+    if (c.cleanup_dead_servers && !ap->promoting) {
+        cleanup_dead(ap, &c, sv, n < MAX_SERVERS ? n : MAX_SERVERS, now);
     }
 }
 
@@ -230,16 +284,27 @@ static void handle_configuration(struct node_core *core, struct node_request *re
     node_request_done(req, node_response_data(data));
 }
 
-struct remove_op
+/* The end of an autopilot cleanup: the next change may start. */
+static void cleanup_done(struct remove_op *op, int status)
 {
-    struct node_core *core;
-    struct node_request *req;
-    char id[128];
-};
+    if (op->core->autopilot != NULL) {
+        op->core->autopilot->promoting = false;
+    }
+    if (status != CF_OK) {
+        CF_LOG(CF_LOG_WARN, "autopilot: removing %s failed: %s", op->id, cf_strerror(status));
+    } else {
+        CF_LOG(CF_LOG_INFO, "autopilot: removed dead server %s", op->id);
+    }
+    cf_free(op);
+}
 
 static void removed_recorded_cb(void *arg, int status)
 {
     struct remove_op *op = arg;
+    if (op->req == NULL) {
+        cleanup_done(op, status);
+        return;
+    }
     if (status != CF_OK) {
         node_request_done(op->req, node_response_error(500,
                                                        "removed from raft, but recording "
@@ -255,6 +320,10 @@ static void removed_recorded_cb(void *arg, int status)
 static void removed_cb(void *arg, int status, const char *errmsg)
 {
     struct remove_op *op = arg;
+    if (status != CF_OK && op->req == NULL) {
+        cleanup_done(op, status);
+        return;
+    }
     if (status != CF_OK) {
         node_request_done(op->req, node_response_error(status == CF_ENOTFOUND ? 400 : 500,
                                                        "failed to remove peer: %s", errmsg));

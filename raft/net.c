@@ -1002,6 +1002,17 @@ static void listener_connection_cb(uv_stream_t *server, int status)
         return;
     }
     t->tcp_connected = true;
+    /* Each unfinished handshake holds TLS state for up to SERVER_DEADLINE_MS: past the cap, new
+     * connections are closed at once, so that a flood costs bounded memory. */
+    unsigned pending = 0;
+    for (struct tunnel *o = n->tunnels; o != NULL; o = o->next) {
+        pending += o != t && !o->client && (o->state == T_HANDSHAKE || o->state == T_HELLO);
+    }
+    if (pending >= RFT_NET_PENDING_MAX) {
+        t->tcp_dead = true;
+        tunnel_fail(t, CF_EBUSY, "%u handshakes unfinished: connection refused", pending);
+        return;
+    }
     if (n->ctx == NULL) {
         t->tcp_dead = true;
         tunnel_fail(t, CF_ESEALED, "no cluster credentials");

@@ -27,6 +27,8 @@
 
 #define RFT_NET_HELLO_MAX 4096
 #define RFT_NET_HANDLERS_MAX 8
+/* Accepted connections still in their TLS handshake or hello at once; more are closed. */
+#define RFT_NET_PENDING_MAX 64
 #define RFT_NET_ACK 0x01
 
 struct rft_net;

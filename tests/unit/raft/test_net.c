@@ -1143,6 +1143,48 @@ static void test_raw_no_client_cert(void **state)
     net_close_wait(f, sn);
 }
 
+/* More than RFT_NET_PENDING_MAX connections that never finish a handshake: the next one is
+ * closed at once; once they go, connections are served again. */
+static void test_handshake_cap(void **state)
+{
+    struct fx *f = *state;
+    struct accepted acc = {0};
+    struct rft_net *sn = net_make(f, &f->a, &acc, true);
+    int fds[RFT_NET_PENDING_MAX];
+    for (int i = 0; i < RFT_NET_PENDING_MAX; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)rft_net_port(sn))};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+    }
+    run_for(f, 200); /* all accepted, all waiting for a ClientHello */
+    struct raw w = {.port = rft_net_port(sn),
+                    .creds = &f->b,
+                    .with_cert = true,
+                    .alpn_wire = alpn_wire,
+                    .alpn_len = 7,
+                    .send = (const uint8_t *)"\0\0\0\0",
+                    .send_len = 4};
+    raw_run(f, &w);
+    assert_false(w.handshake_ok);
+    assert_false(w.got_ack);
+    assert_int_equal(acc.count, 0);
+    for (int i = 0; i < RFT_NET_PENDING_MAX; i++) {
+        close(fds[i]);
+    }
+    run_for(f, 200);
+    struct raw w2 = w;
+    memset(w2.error, 0, sizeof(w2.error));
+    w2.done = false;
+    raw_run(f, &w2);
+    assert_true(w2.got_ack);
+    run_for(f, 50);
+    assert_int_equal(acc.count, 1);
+    uv_close((uv_handle_t *)acc.streams[0], rft_net_stream_free);
+    net_close_wait(f, sn);
+}
+
 static void test_raw_alpn(void **state)
 {
     struct fx *f = *state;
@@ -1509,6 +1551,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_no_client_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_alpn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_hello_and_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_hello_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_deadline, setup, teardown),

@@ -308,6 +308,15 @@ static void handle_answer(struct node_core *core, struct node_request *req)
     *pp = c->next; /* single use */
     cf_cleanse(c, sizeof(*c));
     cf_free(c);
+    if (joiner_entry_format(req->data) < rft_store_entry_format(core->store)) {
+        node_request_done(
+            req, node_response_error(400,
+                                     "this node's build reads raft entry formats up to %llu, and "
+                                     "the cluster writes format %llu: run a newer build to join",
+                                     (unsigned long long)joiner_entry_format(req->data),
+                                     (unsigned long long)rft_store_entry_format(core->store)));
+        return;
+    }
     char addr[RFT_ADDRESS_MAX];
     raft_address(caddr, addr, sizeof(addr));
     struct rft_server servers[64];

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from _cluster import Cluster
-from _procs import REPO, SCALE
+from _procs import REPO, SCALE, Server
 
 BUILD_B = os.environ.get("COFFER_BIN_B", str(REPO / "build-bump" / "coffer"))
 FORMAT_A = 2
@@ -162,6 +162,21 @@ def test_rolling_upgrade(tmp_path):
         # The cluster keeps working on build B.
         r = requests.put(cl.active().url("secret/after"), headers=h, json={"v": "b"})
         assert r.status_code == 204, r.text
+        # A new node on build A may not join a cluster that writes format 3.
+        first = cl.active()
+        join = f'  retry_join {{\n    leader_api_addr = "{first.addr}"\n  }}\n'
+        n4 = Server(tmp_path / "n4", node_id="n4", storage_extra=join)
+        cl.nodes.append(n4)
+        n4.start()
+        wait(lambda: requests.get(n4.url("sys/seal-status")).json()["t"] > 0,
+             "n4 never got the join challenge")
+        for key in cl.keys[: cl.threshold]:
+            requests.put(n4.url("sys/unseal"), json={"key": key})
+        wait(lambda: "run a newer build to join" in n4.stderr(),
+             "the old build's join was not refused by name")
+        assert len(cl.configuration()) == 3
+        n4.kill9()
+        cl.nodes.remove(n4)
         # A standby put back on build A meets entries in format 3: it stops applying and says
         # which format it needs, instead of guessing; the other two carry on.
         back = next(n for n in cl.nodes if n is not cl.active())

@@ -746,6 +746,10 @@ int rft_store_new(uv_loop_t *loop,
     raft_set_election_timeout(&s->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
     raft_set_heartbeat_timeout(&s->raft,
                                cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
+    /* Pre-vote: a node cut off from the others (a partition, a paused process) does not bump
+     * its term while alone, so when it comes back it follows the current leader instead of
+     * forcing a new election. */
+    raft_set_pre_vote(&s->raft, true);
     raft_set_snapshot_threshold(&s->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold : 8192);
     raft_set_snapshot_trailing(&s->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing : 10240);
     uv_check_init(loop, &s->check);

@@ -27,6 +27,7 @@
 #include "node/internal.h"
 #include "node/policy_store.h"
 #include "node/token.h"
+#include "node/lease.h"
 #include "node/wrap.h"
 
 #define CF_LOG_MODULE "core"
@@ -443,9 +444,38 @@ static void after_wrap(struct node_request *req, struct node_response *resp)
     audit_response(req, resp);
 }
 
-/* Ends a routed request: Vault's empty-list 404, wrapping, spent tokens, the response audit,
- * the in-flight count and a waiting seal. */
+static void routed_finish(struct node_request *req, struct node_response *resp);
+
+static void lease_created_cb(void *arg, int status)
+{
+    struct node_request *req = arg;
+    struct core_call *call = req->core_priv;
+    struct node_response *resp = call->resp;
+    call->resp = NULL;
+    if (status != CF_OK) {
+        CF_LOG(CF_LOG_WARN, "storing a lease failed: %s", cf_strerror(status));
+        node_response_free(resp);
+        resp = node_response_error(500, "failed to register lease: %s", cf_strerror(status));
+    }
+    routed_finish(req, resp);
+}
+
+/* Ends a routed request: the lease an engine asked for, then routed_finish. */
 static void routed_done_cb(struct node_request *req, struct node_response *resp)
+{
+    struct core_call *call = req->core_priv;
+    if (resp != NULL && resp->lease_secret != NULL && resp->errors == NULL) {
+        call->resp = resp;
+        node__lease_create(req->core, req, call->token.entry ? call->token.hash : NULL, resp,
+                           lease_created_cb, req);
+        return;
+    }
+    routed_finish(req, resp);
+}
+
+/* Vault's empty-list 404, wrapping, spent tokens, the response audit, the in-flight count and a
+ * waiting seal. */
+static void routed_finish(struct node_request *req, struct node_response *resp)
 {
     struct node_core *core = req->core;
     struct core_call *call = req->core_priv;
@@ -488,8 +518,8 @@ static void dispatch(struct node_core *core, struct node_request *req)
     if (node__token_api_handle(core, req, &call->token, call->sudo) ||
         node__wrap_api_handle(core, req) || node__mount_api_handle(core, req) ||
         node__audit_api_handle(core, req) || node__seal_api_handle(core, req, call->sudo) ||
-        node__raw_api_handle(core, req) || node__metrics_api_handle(core, req) ||
-        node__cluster_api_handle(core, req, call->sudo)) {
+        node__raw_api_handle(core, req) || node__lease_api_handle(core, req) ||
+        node__metrics_api_handle(core, req) || node__cluster_api_handle(core, req, call->sudo)) {
         return;
     }
     if (strncmp(req->path, "sys/policies/acl", 16) == 0 ||

@@ -45,6 +45,9 @@ struct node_response
     char *lease_id;         /* owned; NULL -> "" */
     int64_t lease_duration; /* seconds */
     bool renewable;
+    /* Set by an engine whose secret has a lifetime: the core stores a lease with this data
+     * (handed back to the engine's revoke_secret) and lease_duration, then fills lease_id. */
+    json_t *lease_secret;   /* owned; non-NULL = make a lease */
     json_t *bare;           /* owned; non-envelope JSON body (sys lifecycle endpoints) */
     char *raw_content_type; /* owned; with raw_body: body written verbatim */
     uint8_t *raw_body;      /* owned */
@@ -121,6 +124,9 @@ void node_request_done(struct node_request *req, struct node_response *resp);
 
 /* Engines ------------------------------------------------------------------------------ */
 
+/* Completion of an asynchronous write: status CF_OK or an error. */
+typedef void (*node_write_cb)(void *arg, int status);
+
 struct node_engine_ops
 {
     const char *type; /* "kv", "system", ... */
@@ -150,6 +156,10 @@ struct node_engine_ops
      * besides the operation's own, as Vault's PathsSpecial.Root (PKI's root and
      * root/sign-self-issued). */
     const char *const *sudo_paths;
+    /* Optional: revokes the secret of a lease this engine asked for (node_response
+     * lease_secret), when the lease expires or is revoked. cb(arg, status) fires once, maybe
+     * inside the call; CF_OK lets the core delete the lease. */
+    void (*revoke_secret)(void *state, const json_t *secret, node_write_cb cb, void *arg);
 };
 
 /* True when rel_path matches one of the patterns above. */
@@ -212,7 +222,6 @@ int node_write_delete_prefix(struct node_write *w, const char *prefix);
 /* Discards an uncommitted batch. */
 void node_write_free(struct node_write *w);
 
-typedef void (*node_write_cb)(void *arg, int status);
 /* Commits the batch (and frees it). cb fires exactly once, never inside this call: CF_OK after
  * the batch is applied locally, else an error (CF_ENOTLEADER, CF_ESEALED, CF_ECANCELED ...). */
 void node_write_commit(struct node_write *w, node_write_cb cb, void *arg);

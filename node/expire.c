@@ -1,5 +1,6 @@
 /*
- * The expiration manager: a binary min-heap of (time, token hash) with one timer (expire.h).
+ * The expiration manager: the schedule of tokens and leases (expire_heap.c) with one timer
+ * (expire.h).
  */
 #include "node/expire.h"
 
@@ -8,7 +9,9 @@
 
 #include "lib/mem.h"
 #include "node/barrier.h"
+#include "node/expire_heap.h"
 #include "node/internal.h"
+#include "node/lease.h"
 #include "node/token.h"
 
 #define CF_LOG_MODULE "expire"
@@ -16,83 +19,26 @@
 
 #define EXPIRE_BATCH_MAX 256 /* revocations started per timer tick */
 
-struct expire_item
-{
-    int64_t at_ns;
-    char hash[TOKEN_HASH_LEN + 1];
-};
-
 struct node_expire
 {
     uv_timer_t timer;
     struct node_core *core;
-    struct expire_item *heap;
-    size_t n;
-    size_t cap;
+    struct expire_heap heap;
     bool running;
     unsigned inflight; /* revocations not yet committed */
 };
-
-static void heap_swap(struct expire_item *a, struct expire_item *b)
-{
-    struct expire_item t = *a;
-    *a = *b;
-    *b = t;
-}
-
-static int heap_push(struct node_expire *e, const char *hash, int64_t at_ns)
-{
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 64;
-        struct expire_item *h = cf_realloc(e->heap, cap * sizeof(*h));
-        if (h == NULL) {
-            return CF_ENOMEM;
-        }
-        e->heap = h;
-        e->cap = cap;
-    }
-    size_t i = e->n++;
-    e->heap[i].at_ns = at_ns;
-    snprintf(e->heap[i].hash, sizeof(e->heap[i].hash), "%s", hash);
-    while (i > 0 && e->heap[(i - 1) / 2].at_ns > e->heap[i].at_ns) {
-        heap_swap(&e->heap[(i - 1) / 2], &e->heap[i]);
-        i = (i - 1) / 2;
-    }
-    return CF_OK;
-}
-
-static void heap_pop(struct node_expire *e)
-{
-    e->heap[0] = e->heap[--e->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1;
-        size_t r = l + 1;
-        size_t m = i;
-        if (l < e->n && e->heap[l].at_ns < e->heap[m].at_ns) {
-            m = l;
-        }
-        if (r < e->n && e->heap[r].at_ns < e->heap[m].at_ns) {
-            m = r;
-        }
-        if (m == i) {
-            break;
-        }
-        heap_swap(&e->heap[i], &e->heap[m]);
-        i = m;
-    }
-}
 
 static void timer_cb(uv_timer_t *t);
 
 static void arm(struct node_expire *e)
 {
-    if (!e->running || e->n == 0) {
+    const struct expire_item *first = node__eheap_peek(&e->heap);
+    if (!e->running || first == NULL) {
         uv_timer_stop(&e->timer);
         return;
     }
     int64_t now = node__now_ns();
-    int64_t wait_ms = e->heap[0].at_ns > now ? (e->heap[0].at_ns - now) / 1000000 + 1 : 0;
+    int64_t wait_ms = first->at_ns > now ? (first->at_ns - now) / 1000000 + 1 : 0;
     uv_timer_start(&e->timer, timer_cb, (uint64_t)wait_ms, 0);
 }
 
@@ -110,7 +56,7 @@ struct node_expire *node__expire_new(uv_loop_t *loop, struct node_core *core)
 static void close_cb(uv_handle_t *h)
 {
     struct node_expire *e = CF_CONTAINER_OF(h, struct node_expire, timer);
-    cf_free(e->heap);
+    node__eheap_clear(&e->heap);
     cf_free(e);
 }
 
@@ -129,6 +75,7 @@ struct load_ctx
     struct node_expire *e;
     size_t skip;
     int error;
+    bool lease;
 };
 
 static int load_visit(void *arg, const char *key, const uint8_t *val, size_t len)
@@ -142,10 +89,27 @@ static int load_visit(void *arg, const char *key, const uint8_t *val, size_t len
     }
     json_t *j = json_loadb((const char *)pt, ptlen, 0, NULL);
     cf_free(pt);
+    if (c->lease) {
+        struct node_lease l;
+        if (j == NULL || node__lease_decode(j, &l) != CF_OK) {
+            CF_LOG(CF_LOG_WARN, "unreadable lease %s skipped", key);
+            json_decref(j);
+            return 0;
+        }
+        json_decref(j);
+        int rv = node__eheap_push(&c->e->heap, EXPIRE_LEASE, l.lease_id, l.token_hash, l.expire_ns);
+        node__lease_clear(&l);
+        if (rv != CF_OK) {
+            c->error = rv;
+            return 1;
+        }
+        return 0;
+    }
     int64_t at = json_integer_value(json_object_get(j, "expire_ns"));
     json_decref(j);
     const char *hash = key + c->skip;
-    if (strlen(hash) == TOKEN_HASH_LEN && heap_push(c->e, hash, at) != CF_OK) {
+    if (strlen(hash) == TOKEN_HASH_LEN &&
+        node__eheap_push(&c->e->heap, EXPIRE_TOKEN, hash, NULL, at) != CF_OK) {
         c->error = CF_ENOMEM;
         return 1;
     }
@@ -154,14 +118,20 @@ static int load_visit(void *arg, const char *key, const uint8_t *val, size_t len
 
 int node__expire_start(struct node_expire *e)
 {
-    e->n = 0;
+    node__eheap_clear(&e->heap);
     struct load_ctx c = {.e = e, .skip = strlen(TOKEN_PREFIX_EXPIRE)};
     rft_store_scan(e->core->store, TOKEN_PREFIX_EXPIRE, NULL, load_visit, &c);
-    if (c.error != CF_OK) {
-        return c.error;
+    struct load_ctx lc = {.e = e, .skip = strlen(LEASE_PREFIX), .lease = true};
+    if (c.error == CF_OK) {
+        rft_store_scan(e->core->store, LEASE_PREFIX, NULL, load_visit, &lc);
+    }
+    if (c.error != CF_OK || lc.error != CF_OK) {
+        node__eheap_clear(&e->heap);
+        return c.error != CF_OK ? c.error : lc.error;
     }
     e->running = true;
-    CF_LOG(CF_LOG_INFO, "expiration manager loaded %zu entries", e->n);
+    CF_LOG(CF_LOG_INFO, "expiration manager loaded %zu tokens and %zu leases",
+           node__eheap_count(&e->heap, EXPIRE_TOKEN), node__eheap_count(&e->heap, EXPIRE_LEASE));
     arm(e);
     return CF_OK;
 }
@@ -169,7 +139,7 @@ int node__expire_start(struct node_expire *e)
 void node__expire_stop(struct node_expire *e)
 {
     e->running = false;
-    e->n = 0;
+    node__eheap_clear(&e->heap);
     uv_timer_stop(&e->timer);
 }
 
@@ -178,7 +148,7 @@ void node__expire_track(struct node_expire *e, const char *hash, int64_t expire_
     if (!e->running || expire_ns == 0) {
         return;
     }
-    if (heap_push(e, hash, expire_ns) != CF_OK) {
+    if (node__eheap_push(&e->heap, EXPIRE_TOKEN, hash, NULL, expire_ns) != CF_OK) {
         /* Still safe: the token is refused once expired, and the next unseal reloads it. */
         CF_LOG(CF_LOG_WARN, "out of memory scheduling a token expiry");
         return;
@@ -186,9 +156,40 @@ void node__expire_track(struct node_expire *e, const char *hash, int64_t expire_
     arm(e);
 }
 
+void node__expire_track_lease(struct node_expire *e,
+                              const char *lease_id,
+                              const char *token_hash,
+                              int64_t expire_ns)
+{
+    if (!e->running) {
+        return;
+    }
+    if (node__eheap_push(&e->heap, EXPIRE_LEASE, lease_id, token_hash, expire_ns) != CF_OK) {
+        /* The next unseal reloads it from storage. */
+        CF_LOG(CF_LOG_WARN, "out of memory scheduling a lease expiry");
+        return;
+    }
+    arm(e);
+}
+
+void node__expire_token_revoked(struct node_expire *e, const char *token_hash)
+{
+    if (e == NULL || !e->running) {
+        return;
+    }
+    if (node__eheap_due_token(&e->heap, token_hash, node__now_ns()) > 0) {
+        arm(e);
+    }
+}
+
 size_t node__expire_pending(const struct node_expire *e)
 {
-    return e->n;
+    return e->heap.n;
+}
+
+size_t node__expire_leases(const struct node_expire *e)
+{
+    return e != NULL ? node__eheap_count(&e->heap, EXPIRE_LEASE) : 0;
 }
 
 static void revoked_cb(void *arg, int status)
@@ -200,31 +201,59 @@ static void revoked_cb(void *arg, int status)
     }
 }
 
+/* A due lease: revoked unless it is gone or (not forced) its stored expiry moved. */
+static bool lease_due(struct node_expire *e, const struct expire_item *it, int64_t now)
+{
+    struct node_lease l;
+    if (node__lease_get(e->core, it->key, &l) != CF_OK) {
+        return false; /* already revoked */
+    }
+    int64_t at = l.expire_ns;
+    node__lease_clear(&l);
+    if (!it->forced && at > now) {
+        node__eheap_push(&e->heap, EXPIRE_LEASE, it->key, it->token_hash, at);
+        return false;
+    }
+    e->inflight++;
+    node__lease_revoke(e->core, it->key, false, revoked_cb, e);
+    return true;
+}
+
+static bool token_due(struct node_expire *e, const struct expire_item *it, int64_t now)
+{
+    struct node_token tok;
+    if (node__token_get_hash(e->core, it->key, &tok) != CF_OK) {
+        return false; /* already revoked */
+    }
+    int64_t at = node__token_int(&tok, "expire_ns");
+    node__token_clear(&tok);
+    if (at == 0) {
+        return false;
+    }
+    if (at > now) { /* renewed since it was scheduled */
+        node__eheap_push(&e->heap, EXPIRE_TOKEN, it->key, NULL, at);
+        return false;
+    }
+    e->inflight++;
+    node__token_revoke(e->core, it->key, false, revoked_cb, e);
+    return true;
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     struct node_expire *e = CF_CONTAINER_OF(t, struct node_expire, timer);
-    struct node_core *core = e->core;
     int64_t now = node__now_ns();
     unsigned started = 0;
-    while (e->running && e->n > 0 && e->heap[0].at_ns <= now && started < EXPIRE_BATCH_MAX) {
-        struct expire_item it = e->heap[0];
-        heap_pop(e);
-        struct node_token tok;
-        if (node__token_get_hash(core, it.hash, &tok) != CF_OK) {
-            continue; /* already revoked */
+    while (e->running && started < EXPIRE_BATCH_MAX) {
+        const struct expire_item *first = node__eheap_peek(&e->heap);
+        if (first == NULL || first->at_ns > now) {
+            break;
         }
-        int64_t at = node__token_int(&tok, "expire_ns");
-        node__token_clear(&tok);
-        if (at == 0) {
-            continue;
-        }
-        if (at > now) { /* renewed since it was scheduled */
-            heap_push(e, it.hash, at);
-            continue;
-        }
-        e->inflight++;
-        started++;
-        node__token_revoke(core, it.hash, false, revoked_cb, e);
+        struct expire_item it;
+        node__eheap_pop(&e->heap, &it);
+        bool began = it.kind == EXPIRE_LEASE ? lease_due(e, &it, now) : token_due(e, &it, now);
+        started += began;
+        cf_free(it.key);
     }
     arm(e);
 }

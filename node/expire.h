@@ -1,5 +1,6 @@
 /*
- * The expiration manager (node-internal): revokes tokens when their TTL runs out, without a
+ * The expiration manager (node-internal): revokes tokens and leases (lease.h) when their TTL
+ * runs out, without a
  * request touching them. The schedule is in storage (sys/expire/token/<hash> ->
  * {"expire_ns":N}, written with the token and rewritten by renewals); on unseal it is read
  * back into a min-heap and one libuv timer is armed for the earliest entry. A due entry is
@@ -29,7 +30,18 @@ void node__expire_stop(struct node_expire *e);
 /* Schedules (or reschedules) the token with this hash to expire at expire_ns. */
 void node__expire_track(struct node_expire *e, const char *hash, int64_t expire_ns);
 
+/* Schedules the lease with this id (created by the token with token_hash, "" for none) to be
+ * revoked at expire_ns. */
+void node__expire_track_lease(struct node_expire *e,
+                              const char *lease_id,
+                              const char *token_hash,
+                              int64_t expire_ns);
+/* The token with this hash is being revoked: its leases become due now. NULL-safe. */
+void node__expire_token_revoked(struct node_expire *e, const char *token_hash);
+
 /* Number of scheduled entries (for tests and metrics). */
 size_t node__expire_pending(const struct node_expire *e);
+/* Number of scheduled leases (vault.expire.num_leases). NULL-safe. */
+size_t node__expire_leases(const struct node_expire *e);
 
 #endif

@@ -297,6 +297,8 @@ bool node__metrics_api_handle(struct node_core *core, struct node_request *req);
 
 /* raw_api.c: sys/raw reads when the config enables raw_storage_endpoint. */
 bool node__raw_api_handle(struct node_core *core, struct node_request *req);
+/* lease_api.c: sys/leases/..., sys/renew, sys/revoke... */
+bool node__lease_api_handle(struct node_core *core, struct node_request *req);
 
 /* join.c: unseals a joined node once its log caught up (no-op without such a join). */
 int node__join_finish(struct node_core *core, char errmsg[CF_ERRMSG_SIZE]);

@@ -44,6 +44,7 @@ void node_response_free(struct node_response *resp)
     json_decref(resp->errors);
     json_decref(resp->bare);
     json_decref(resp->wrap_info);
+    json_decref(resp->lease_secret);
     cf_free(resp->lease_id);
     cf_free(resp->raw_content_type);
     cf_free(resp->raw_body);

@@ -10,6 +10,7 @@
 #include "lib/json.h"
 #include "lib/crypto.h"
 #include "node/barrier.h"
+#include "node/expire.h"
 #include "node/internal.h"
 
 #define CF_LOG_MODULE "token"
@@ -426,6 +427,8 @@ int node__token_batch_revoke(struct node_core *core,
         }
         rv = delete_one(core, b, &t);
         node__token_clear(&t);
+        /* Its leases are revoked by the expiration manager, each through its engine. */
+        node__expire_token_revoked(core->expire, h);
         if (rv != CF_OK) {
             break;
         }

@@ -156,6 +156,7 @@ struct issue_job
     uint8_t *der;
     size_t der_len;
     char serial[PKI_X509_SERIAL_HEX_SIZE];
+    int64_t not_after; /* Unix seconds, for the lease */
 };
 
 static void job_free(struct issue_job *j)
@@ -552,6 +553,9 @@ static void issue_work(void *arg)
     if (rv == CF_OK && !j->no_store) {
         rv = pki_x509_cert_to_der(cert, &j->der, &j->der_len, j->errmsg);
     }
+    if (rv == CF_OK) {
+        j->not_after = t.not_after;
+    }
     if (rv == CF_OK && t.not_before > 0) {
         json_object_set_new(j->data, "not_before", json_integer(t.not_before));
     }
@@ -575,6 +579,16 @@ static void stored(void *arg, int status)
     j->data = NULL;
     if (resp != NULL && json_array_size(j->warnings) > 0) {
         resp->warnings = json_incref(j->warnings);
+    }
+    if (resp != NULL && j->r->generate_lease && !j->no_store) {
+        /* pki.md 3.4 (6): the core stores the lease; revoking it revokes the certificate. */
+        int64_t left = j->not_after - cf_now_s();
+        resp->lease_secret = json_pack("{s:s}", "serial_number", j->serial);
+        resp->lease_duration = left > 0 ? left : 0;
+        if (resp->lease_secret == NULL) {
+            node_response_free(resp);
+            resp = NULL;
+        }
     }
     pki_done(j->req, resp);
     job_free(j);

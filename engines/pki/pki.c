@@ -248,6 +248,7 @@ const struct node_engine_ops pki_engine_ops = {
     .standby_ok = pki_standby_ok,
     .unauth_paths = unauth_paths,
     .sudo_paths = sudo_paths,
+    .revoke_secret = pki_revoke_secret,
 };
 
 struct node_response *pki_dated(const struct node_request *req, struct node_response *r, int64_t lm)

@@ -382,3 +382,60 @@ bool pki_revoke_handle(struct pki_engine *e, struct node_request *req)
     }
     return true;
 }
+
+/* Lease revocation (node_engine_ops.revoke_secret) ---------------------------------------- */
+
+struct secret_revoke
+{
+    node_write_cb cb;
+    void *arg;
+};
+
+static void secret_revoke_done(struct node_request *req, struct node_response *resp)
+{
+    struct secret_revoke *sr = req->done_arg;
+    int status = CF_OK;
+    if (resp == NULL) {
+        status = CF_ENOMEM;
+    } else if (resp->errors != NULL && resp->status >= 500) {
+        status = CF_EINTERNAL;
+    }
+    /* A 4xx (the serial is unknown here, e.g. tidied away) leaves nothing to revoke; an expired
+     * certificate answers with a warning and stays off the CRL: both only drop the lease. */
+    node_response_free(resp);
+    node_write_cb cb = sr->cb;
+    void *arg = sr->arg;
+    cf_free(sr);
+    node_request_free(req);
+    cb(arg, status);
+}
+
+void pki_revoke_secret(void *state, const json_t *secret, node_write_cb cb, void *arg)
+{
+    struct pki_engine *e = state;
+    const char *serial = json_string_value(json_object_get(secret, "serial_number"));
+    struct secret_revoke *sr = cf_calloc(1, sizeof(*sr));
+    char *path = cf_strdup("revoke");
+    json_t *data = serial != NULL ? json_pack("{s:s}", "serial_number", serial) : NULL;
+    struct node_request *req = NULL;
+    if (sr != NULL && path != NULL && data != NULL) {
+        req = node_request_new(NODE_OP_UPDATE, path, data);
+        path = NULL;
+        data = NULL;
+    }
+    cf_free(path);
+    json_decref(data);
+    if (req == NULL) {
+        cf_free(sr);
+        cb(arg, serial == NULL ? CF_EINVAL : CF_ENOMEM);
+        return;
+    }
+    sr->cb = cb;
+    sr->arg = arg;
+    req->rel_path = req->path;
+    req->mount_path = "";
+    req->view = e->view;
+    req->done_cb = secret_revoke_done;
+    req->done_arg = sr;
+    revoke_cert(e, req, false);
+}

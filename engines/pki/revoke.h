@@ -12,7 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "engines/pki/issuer.h"
+#include "node/engine.h"
 
 struct pki_engine;
 struct node_request;
@@ -35,5 +38,9 @@ int pki_revocation_load(struct pki_engine *e, const char *serial, struct pki_rev
 
 /* revoke.c: revoke, revoke-with-key, issuer/:ref/revoke. False for other paths. */
 bool pki_revoke_handle(struct pki_engine *e, struct node_request *req);
+
+/* node_engine_ops.revoke_secret: revokes the certificate of a lease's secret
+ * {"serial_number"} as the revoke endpoint does (an expired one only loses its lease). */
+void pki_revoke_secret(void *state, const json_t *secret, node_write_cb cb, void *arg);
 
 #endif

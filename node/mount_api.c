@@ -19,6 +19,7 @@
 #include "lib/crypto.h"
 #include "lib/duration.h"
 #include "node/internal.h"
+#include "node/lease.h"
 
 #define CF_LOG_MODULE "mount"
 #include "lib/log.h"
@@ -906,10 +907,10 @@ out:
 
 /* Disable ------------------------------------------------------------------------------ */
 
-static void mount_disable(struct node_core *core,
-                          struct node_request *req,
-                          const char *path,
-                          unsigned attempt)
+static void mount_disable_now(struct node_core *core,
+                              struct node_request *req,
+                              const char *path,
+                              unsigned attempt)
 {
     struct node_mount *m = node__mount_find(core, path);
     if (m == NULL) {
@@ -939,6 +940,53 @@ static void mount_disable(struct node_core *core,
     snprintf(op->uuid, sizeof(op->uuid), "%s", m->uuid);
     CF_LOG(CF_LOG_INFO, "disabling %s engine at %s uuid=%s", m->type, m->path, m->uuid);
     op_commit(op, b);
+}
+
+struct disable_op
+{
+    struct node_core *core;
+    struct node_request *req;
+    char *path;
+    unsigned attempt;
+};
+
+static void leases_revoked_cb(void *arg, int status)
+{
+    struct disable_op *d = arg;
+    if (status != CF_OK) {
+        respond(d->req, node_response_error(400, "failed to revoke \"%s\" (%s): %s", d->path,
+                                            d->path, cf_strerror(status)));
+    } else {
+        mount_disable_now(d->core, d->req, d->path, d->attempt);
+    }
+    cf_free(d->path);
+    cf_free(d);
+}
+
+/* Vault: the mount's leases are revoked (through the engine) before it goes. */
+static void mount_disable(struct node_core *core,
+                          struct node_request *req,
+                          const char *path,
+                          unsigned attempt)
+{
+    struct node_mount *m = node__mount_find(core, path);
+    if (m == NULL || protected_prefix(path) != NULL) {
+        mount_disable_now(core, req, path, attempt);
+        return;
+    }
+    struct disable_op *d = cf_calloc(1, sizeof(*d));
+    char *p = cf_strdup(path);
+    if (d == NULL || p == NULL) {
+        cf_free(d);
+        cf_free(p);
+        respond(req, NULL);
+        return;
+    }
+    d->core = core;
+    d->req = req;
+    d->path = p;
+    d->attempt = attempt;
+    node__lease_revoke_prefix(core, m->path, false, leases_revoked_cb, d);
 }
 
 /* Remount ------------------------------------------------------------------------------ */

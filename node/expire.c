@@ -187,11 +187,6 @@ size_t node__expire_pending(const struct node_expire *e)
     return e->heap.n;
 }
 
-size_t node__expire_leases(const struct node_expire *e)
-{
-    return e != NULL ? node__eheap_count(&e->heap, EXPIRE_LEASE) : 0;
-}
-
 static void revoked_cb(void *arg, int status)
 {
     struct node_expire *e = arg;

@@ -41,7 +41,5 @@ void node__expire_token_revoked(struct node_expire *e, const char *token_hash);
 
 /* Number of scheduled entries (for tests and metrics). */
 size_t node__expire_pending(const struct node_expire *e);
-/* Number of scheduled leases (vault.expire.num_leases). NULL-safe. */
-size_t node__expire_leases(const struct node_expire *e);
 
 #endif

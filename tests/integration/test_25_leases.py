@@ -226,3 +226,23 @@ def test_unmount_revokes_leases(node):
     o = issue(node, "pki4")
     node.client().sys.disable_secrets_engine("pki4")
     assert lookup(node, o["lease_id"]).status_code == 400
+
+
+def num_leases(node):
+    body = node.req("GET", "sys/metrics").json()
+    g = [x for x in body["Gauges"] if x["Name"] == "vault.expire.num_leases"]
+    assert len(g) == 1, body["Gauges"]
+    text = node.req("GET", "sys/metrics", params={"format": "prometheus"}).text
+    line = [ln for ln in text.splitlines() if ln.startswith("vault_expire_num_leases ")]
+    assert line == [f"vault_expire_num_leases {g[0]['Value']}"]
+    return g[0]["Value"]
+
+
+def test_num_leases_gauge(node):
+    n0 = num_leases(node)
+    a = issue(node, "pki", cn="g1.example.com")
+    issue(node, "pki", cn="g2.example.com")
+    issue(node, "pki", role="plain", cn="g3.example.com")
+    assert num_leases(node) == n0 + 2
+    assert node.req("PUT", "sys/leases/revoke", json={"lease_id": a["lease_id"]}).status_code == 204
+    assert num_leases(node) == n0 + 1

@@ -18,6 +18,7 @@
 #include "lib/log.h"
 
 #define EXPIRE_BATCH_MAX 256 /* revocations started per timer tick */
+#define EXPIRE_RETRY_S 10    /* a failed lease revocation is tried again after this */
 
 struct node_expire
 {
@@ -70,6 +71,21 @@ void node__expire_close(struct node_expire *e)
     uv_close((uv_handle_t *)&e->timer, close_cb);
 }
 
+/* True when the lease's token was revoked (its leases go with it, even when the revocation
+ * was interrupted by a restart). */
+static bool token_gone(struct node_core *core, const char *token_hash)
+{
+    struct node_token tok;
+    if (token_hash[0] == '\0') {
+        return false;
+    }
+    int rv = node__token_get_hash(core, token_hash, &tok);
+    if (rv == CF_OK) {
+        node__token_clear(&tok);
+    }
+    return rv == CF_ENOTFOUND;
+}
+
 struct load_ctx
 {
     struct node_expire *e;
@@ -97,7 +113,8 @@ static int load_visit(void *arg, const char *key, const uint8_t *val, size_t len
             return 0;
         }
         json_decref(j);
-        int rv = node__eheap_push(&c->e->heap, EXPIRE_LEASE, l.lease_id, l.token_hash, l.expire_ns);
+        int64_t at = token_gone(c->e->core, l.token_hash) ? 0 : l.expire_ns;
+        int rv = node__eheap_push(&c->e->heap, EXPIRE_LEASE, l.lease_id, l.token_hash, at);
         node__lease_clear(&l);
         if (rv != CF_OK) {
             c->error = rv;
@@ -196,6 +213,31 @@ static void revoked_cb(void *arg, int status)
     }
 }
 
+/* A lease revocation in flight: put back on the schedule when it fails (the engine could not
+ * revoke the secret now), so that a lease never stays stored unscheduled. */
+struct lease_retry
+{
+    struct node_expire *e;
+    char *lease_id;
+    char token_hash[TOKEN_HASH_LEN + 1];
+};
+
+static void lease_revoked_cb(void *arg, int status)
+{
+    struct lease_retry *r = arg;
+    struct node_expire *e = r->e;
+    e->inflight--;
+    if (status != CF_OK && status != CF_ENOTFOUND && status != CF_ECANCELED && e->running) {
+        CF_LOG(CF_LOG_WARN, "lease %s: revocation failed (%s); retrying in %d s", r->lease_id,
+               cf_strerror(status), EXPIRE_RETRY_S);
+        node__eheap_push(&e->heap, EXPIRE_LEASE, r->lease_id, r->token_hash,
+                         node__now_ns() + (int64_t)EXPIRE_RETRY_S * 1000000000LL);
+        arm(e);
+    }
+    cf_free(r->lease_id);
+    cf_free(r);
+}
+
 /* A due lease: revoked unless it is gone or (not forced) its stored expiry moved. */
 static bool lease_due(struct node_expire *e, const struct expire_item *it, int64_t now)
 {
@@ -204,13 +246,25 @@ static bool lease_due(struct node_expire *e, const struct expire_item *it, int64
         return false; /* already revoked */
     }
     int64_t at = l.expire_ns;
+    bool orphan = token_gone(e->core, l.token_hash);
     node__lease_clear(&l);
-    if (!it->forced && at > now) {
+    if (!it->forced && !orphan && at > now) {
         node__eheap_push(&e->heap, EXPIRE_LEASE, it->key, it->token_hash, at);
         return false;
     }
+    struct lease_retry *r = cf_calloc(1, sizeof(*r));
+    char *id = cf_strdup(it->key);
+    if (r == NULL || id == NULL) {
+        cf_free(r);
+        cf_free(id);
+        CF_LOG(CF_LOG_WARN, "out of memory revoking lease %s; retried at the next unseal", it->key);
+        return false;
+    }
+    r->e = e;
+    r->lease_id = id;
+    snprintf(r->token_hash, sizeof(r->token_hash), "%s", it->token_hash);
     e->inflight++;
-    node__lease_revoke(e->core, it->key, false, revoked_cb, e);
+    node__lease_revoke(e->core, it->key, false, lease_revoked_cb, r);
     return true;
 }
 

@@ -246,3 +246,29 @@ def test_num_leases_gauge(node):
     assert num_leases(node) == n0 + 2
     assert node.req("PUT", "sys/leases/revoke", json={"lease_id": a["lease_id"]}).status_code == 204
     assert num_leases(node) == n0 + 1
+
+
+def test_sign_gives_a_lease(node):
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "signed.example.com")])).sign(
+            key, hashes.SHA256())
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    r = node.req("POST", "pki/sign/web", json={"csr": pem, "common_name": "signed.example.com"})
+    assert r.status_code == 200, r.text
+    o = r.json()
+    assert o["lease_id"].startswith("pki/sign/web/")
+    r = node.req("POST", "pki/sign-verbatim/web", json={"csr": pem})
+    assert r.status_code == 200, r.text
+    v = r.json()
+    assert v["lease_id"].startswith("pki/sign-verbatim/web/")
+    # sign-verbatim without a role never leases (pki.md 3.3).
+    r = node.req("POST", "pki/sign-verbatim", json={"csr": pem, "ttl": "1h"})
+    assert r.status_code == 200, r.text
+    assert r.json()["lease_id"] == ""
+    for x in (o, v):
+        assert node.req("PUT", f"sys/leases/revoke/{x['lease_id']}").status_code == 204
+        assert cert_revoked(node, "pki", x["data"]["serial_number"])

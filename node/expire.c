@@ -27,6 +27,7 @@ struct node_expire
     struct expire_heap heap;
     bool running;
     unsigned inflight; /* revocations not yet committed */
+    bool closed;       /* the timer handle is closed: freed when inflight reaches 0 */
 };
 
 static void timer_cb(uv_timer_t *t);
@@ -54,11 +55,19 @@ struct node_expire *node__expire_new(uv_loop_t *loop, struct node_core *core)
     return e;
 }
 
+static void maybe_free(struct node_expire *e)
+{
+    if (e->closed && e->inflight == 0) {
+        node__eheap_clear(&e->heap);
+        cf_free(e);
+    }
+}
+
 static void close_cb(uv_handle_t *h)
 {
     struct node_expire *e = CF_CONTAINER_OF(h, struct node_expire, timer);
-    node__eheap_clear(&e->heap);
-    cf_free(e);
+    e->closed = true;
+    maybe_free(e); /* else when the last revocation in flight reports */
 }
 
 void node__expire_close(struct node_expire *e)
@@ -211,6 +220,7 @@ static void revoked_cb(void *arg, int status)
     if (status != CF_OK && status != CF_ECANCELED) {
         CF_LOG(CF_LOG_WARN, "expiry revocation failed: %s", cf_strerror(status));
     }
+    maybe_free(e);
 }
 
 /* A lease revocation in flight: put back on the schedule when it fails (the engine could not
@@ -236,6 +246,7 @@ static void lease_revoked_cb(void *arg, int status)
     }
     cf_free(r->lease_id);
     cf_free(r);
+    maybe_free(e);
 }
 
 /* A due lease: revoked unless it is gone or (not forced) its stored expiry moved. */

@@ -19,7 +19,8 @@ struct node_expire;
 
 /* Allocates the manager (idle). NULL on OOM. */
 struct node_expire *node__expire_new(uv_loop_t *loop, struct node_core *core);
-/* Stops the timer and frees the manager once libuv released the handle. NULL-safe. */
+/* Stops the timer and frees the manager once libuv released the handle and no revocation it
+ * started is still in flight. NULL-safe. */
 void node__expire_close(struct node_expire *e);
 
 /* Loads the schedule from storage and arms the timer (at unseal). Returns a cf_err. */

@@ -296,6 +296,8 @@ static struct node_response *forward_response(void)
     return r;
 }
 
+static void idle_check(struct node_core *core);
+
 static void call_complete(struct node_request *req, struct node_response *resp)
 {
     struct node_core *core = req->core;
@@ -320,6 +322,17 @@ static void call_complete(struct node_request *req, struct node_response *resp)
     cf_metrics_sample("vault.core.handle_request", NULL, NULL, cf_metrics_since_ms(req->start_ns));
     req->done_cb = req->outer_done_cb;
     node_request_done(req, resp);
+    idle_check(core);
+}
+
+void node__inflight_end(struct node_core *core)
+{
+    core->inflight--;
+    idle_check(core);
+}
+
+static void idle_check(struct node_core *core)
+{
     if ((core->pending_seal != NULL || core->seal_requested) && core->inflight == 0) {
         struct node_request *seal = core->pending_seal;
         core->pending_seal = NULL;

@@ -157,6 +157,9 @@ struct node_core
 
 /* core.c */
 bool node__initialized(const struct node_core *core);
+/* Ends one unit of work counted in core->inflight (a routed request, a lease revocation):
+ * a seal or HA reload waiting for the node to be idle runs when the count reaches 0. */
+void node__inflight_end(struct node_core *core);
 /* Runs fn(arg, status) from the loop soon (never inside the caller). */
 void node__defer(struct node_core *core, void (*fn)(void *arg, int status), void *arg, int status);
 /* Starts raft on a bootstrapped dir; the core's storage-ready handling follows. */

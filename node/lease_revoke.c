@@ -33,9 +33,11 @@ static void revoke_finish(void *arg, int status)
     if (status == CF_OK) {
         cf_metrics_incr("vault.expire.revoke", NULL, NULL, 1);
     }
+    struct node_core *core = op->core;
     op->cb(op->arg, status);
     node__lease_clear(&op->lease);
     cf_free(op);
+    node__inflight_end(core); /* a seal waits for the engine's revocation to finish */
 }
 
 static void secret_revoked_cb(void *arg, int status)
@@ -73,6 +75,7 @@ void node__lease_revoke(struct node_core *core,
     op->force = force;
     op->cb = cb;
     op->arg = arg;
+    core->inflight++;
     int rv = node__lease_get(core, lease_id, &op->lease);
     if (rv != CF_OK) {
         node__fail_later(core, revoke_finish, op, rv);

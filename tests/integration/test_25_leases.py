@@ -272,3 +272,20 @@ def test_sign_gives_a_lease(node):
     for x in (o, v):
         assert node.req("PUT", f"sys/leases/revoke/{x['lease_id']}").status_code == 204
         assert cert_revoked(node, "pki", x["data"]["serial_number"])
+
+
+def test_expiry_scheduled_again_after_seal(node):
+    """The schedule is rebuilt from storage at unseal: a lease issued before a seal still
+    expires by itself afterwards."""
+    c = node.client()
+    c.secrets.pki.create_or_update_role("short", {"allow_any_name": True, "key_type": "ec",
+                                                 "ttl": "4s", "generate_lease": True},
+                                        mount_point="pki")
+    o = issue(node, "pki", role="short", cn="sealed.example.com")
+    assert node.req("PUT", "sys/seal").status_code == 204
+    node.server.unseal(node.keys)
+    assert lookup(node, o["lease_id"]).status_code == 200
+    deadline = time.time() + 15 * SCALE
+    while time.time() < deadline and lookup(node, o["lease_id"]).status_code == 200:
+        time.sleep(0.2)
+    assert lookup(node, o["lease_id"]).status_code == 400

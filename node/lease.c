@@ -32,10 +32,10 @@ json_t *node__lease_encode(const struct node_lease *l)
     if (secret == NULL) {
         return NULL;
     }
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:o}", "lease_id", l->lease_id, "path",
-                     l->path, "mount", l->mount, "issue_time", (json_int_t)l->issue_ns,
-                     "expire_time", (json_int_t)l->expire_ns, "renewable", l->renewable,
-                     "token_hash", l->token_hash, "secret", secret);
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:o}", "lease_id", l->lease_id,
+                     "path", l->path, "mount", l->mount, "mount_uuid", l->mount_uuid, "issue_time",
+                     (json_int_t)l->issue_ns, "expire_time", (json_int_t)l->expire_ns, "renewable",
+                     l->renewable, "token_hash", l->token_hash, "secret", secret);
 }
 
 static char *str_field(const json_t *j, const char *name)
@@ -65,6 +65,8 @@ int node__lease_decode(const json_t *j, struct node_lease *out)
         node__lease_clear(out);
         return CF_EINVAL;
     }
+    const char *mu = json_string_value(json_object_get(j, "mount_uuid"));
+    snprintf(out->mount_uuid, sizeof(out->mount_uuid), "%s", mu != NULL ? mu : "");
     out->issue_ns = json_integer_value(issue);
     out->expire_ns = json_integer_value(expire);
     out->renewable = json_is_true(renew);

@@ -3,8 +3,8 @@
  * so that it can be looked up, revoked on request, with its token or its mount, and revoked by
  * the expiration manager when its time runs out. One barrier-encrypted JSON entry per lease at
  * sys/expire/id/<lease_id>:
- *   {"lease_id","path","mount","issue_time","expire_time","renewable":false,"token_hash",
- *    "secret":{engine data}}
+ *   {"lease_id","path","mount","mount_uuid","issue_time","expire_time","renewable":false,
+ *    "token_hash","secret":{engine data}}   (mount_uuid optional when read)
  * Times are Unix nanoseconds. lease_id is "<request path>/<uuid>", as Vault spells it.
  */
 #ifndef CF_NODE_LEASE_H_
@@ -27,7 +27,9 @@ struct node_lease
 {
     char *lease_id;      /* owned */
     char *path;          /* owned: the request path that created it */
-    char *mount;         /* owned: the mount path ("pki/") */
+    char *mount;         /* owned: the mount path ("pki/") when the lease was made */
+    char mount_uuid[37]; /* the mount's uuid ("" in entries without one): finds the engine
+                            after a remount */
     int64_t issue_ns;    /* Unix ns */
     int64_t expire_ns;   /* Unix ns */
     bool renewable;      /* always false today (no engine renews) */

@@ -81,7 +81,9 @@ void node__lease_revoke(struct node_core *core,
         node__fail_later(core, revoke_finish, op, rv);
         return;
     }
-    struct node_mount *m = node__mount_find(core, op->lease.mount);
+    struct node_mount *m = op->lease.mount_uuid[0] != '\0'
+                               ? node__mount_find_uuid(core, op->lease.mount_uuid)
+                               : node__mount_find(core, op->lease.mount);
     if (m == NULL || m->ops->revoke_secret == NULL) {
         node__defer(core, secret_revoked_cb, op, CF_OK); /* nothing to undo in the engine */
         return;
@@ -223,6 +225,8 @@ void node__lease_create(struct node_core *core,
     }
     op->lease.path = cf_strdup(req->path);
     op->lease.mount = cf_strdup(req->mount_path != NULL ? req->mount_path : "");
+    struct node_mount *m = req->mount_path != NULL ? node__mount_find(core, req->mount_path) : NULL;
+    snprintf(op->lease.mount_uuid, sizeof(op->lease.mount_uuid), "%s", m != NULL ? m->uuid : "");
     op->lease.issue_ns = node__now_ns();
     int64_t secs = resp->lease_duration > 0 ? resp->lease_duration : 0;
     op->lease.expire_ns = op->lease.issue_ns + secs * 1000000000LL;

@@ -289,3 +289,15 @@ def test_expiry_scheduled_again_after_seal(node):
     while time.time() < deadline and lookup(node, o["lease_id"]).status_code == 200:
         time.sleep(0.2)
     assert lookup(node, o["lease_id"]).status_code == 400
+
+
+def test_revoke_after_remount(node):
+    """The lease finds its engine by the mount's uuid: after a remount, revoking it still
+    revokes the certificate (at its new path)."""
+    mount(node, "pki5")
+    o = issue(node, "pki5", cn="moved.example.com")
+    r = node.req("POST", "sys/remount", json={"from": "pki5", "to": "pki6"})
+    assert r.status_code in (200, 204), r.text
+    assert node.req("PUT", "sys/leases/revoke", json={"lease_id": o["lease_id"]}).status_code == 204
+    assert cert_revoked(node, "pki6", o["data"]["serial_number"])
+    assert lookup(node, o["lease_id"]).status_code == 400

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -18,6 +19,7 @@ static void fill(struct node_lease *l)
     l->lease_id = cf_strdup("pki/issue/web/0b4e8a52-9d1f-4c0e-8f3a-2d6b1c7e9a10");
     l->path = cf_strdup("pki/issue/web");
     l->mount = cf_strdup("pki/");
+    snprintf(l->mount_uuid, sizeof(l->mount_uuid), "%s", "5f0c2a9e-1b7d-4e3a-9c8f-0a1b2c3d4e5f");
     l->issue_ns = 1700000000123456789LL;
     l->expire_ns = 1700000003123456789LL;
     memset(l->token_hash, 'a', 64);
@@ -48,6 +50,7 @@ static void test_round_trip(void **state)
     assert_string_equal(back.lease_id, l.lease_id);
     assert_string_equal(back.path, l.path);
     assert_string_equal(back.mount, l.mount);
+    assert_string_equal(back.mount_uuid, l.mount_uuid);
     assert_int_equal(back.issue_ns, l.issue_ns);
     assert_int_equal(back.expire_ns, l.expire_ns);
     assert_false(back.renewable);
@@ -91,6 +94,14 @@ static void test_decode_refuses(void **state)
         }
         json_decref(j);
     }
+    /* Entries written without mount_uuid are read with "". */
+    json_t *old = json_deep_copy(good);
+    json_object_del(old, "mount_uuid");
+    struct node_lease o;
+    assert_int_equal(node__lease_decode(old, &o), CF_OK);
+    assert_string_equal(o.mount_uuid, "");
+    node__lease_clear(&o);
+    json_decref(old);
     json_t *bad = json_deep_copy(good);
     json_object_set_new(bad, "lease_id", json_string("../core/keyring"));
     struct node_lease out;

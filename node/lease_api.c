@@ -11,6 +11,9 @@
 #include "node/lease.h"
 #include "node/token.h"
 
+#define CF_LOG_MODULE "lease"
+#include "lib/log.h"
+
 static bool starts(const char *s, const char *p)
 {
     return strncmp(s, p, strlen(p)) == 0;
@@ -107,11 +110,41 @@ static void revoked_cb(void *arg, int status)
                       node_response_error(500, "failed to revoke lease: %s", cf_strerror(status)));
 }
 
+static void background_cb(void *arg, int status)
+{
+    (void)arg;
+    if (status != CF_OK && status != CF_ENOTFOUND) {
+        CF_LOG(CF_LOG_WARN, "background lease revocation failed: %s", cf_strerror(status));
+    }
+}
+
+/* Vault's "sync" (default true): false answers 202 at once and revokes in the background. */
+static bool async_asked(struct node_request *req)
+{
+    const json_t *v = json_object_get(req->data, "sync");
+    const char *s = json_string_value(v);
+    return json_is_false(v) || (s != NULL && (strcmp(s, "false") == 0 || strcmp(s, "0") == 0));
+}
+
+static void accepted(struct node_request *req)
+{
+    struct node_response *r = node_response_new();
+    if (r != NULL) {
+        r->status = 202;
+    }
+    node_request_done(req, r);
+}
+
 static void revoke_one(struct node_core *core, struct node_request *req, const char *base)
 {
     const char *id = lease_id_of(req, base);
     if (id == NULL) {
         node_request_done(req, node_response_error(400, "invalid request"));
+        return;
+    }
+    if (async_asked(req)) {
+        node__lease_revoke(core, id, false, background_cb, NULL);
+        accepted(req);
         return;
     }
     node__lease_revoke(core, id, false, revoked_cb, req);
@@ -125,6 +158,11 @@ static void revoke_prefix(struct node_core *core,
     const char *prefix = req->path + strlen(base);
     if (prefix[0] == '\0') {
         node_request_done(req, node_response_error(400, "missing prefix"));
+        return;
+    }
+    if (async_asked(req)) {
+        node__lease_revoke_prefix(core, prefix, force, background_cb, NULL);
+        accepted(req);
         return;
     }
     node__lease_revoke_prefix(core, prefix, force, revoked_cb, req);

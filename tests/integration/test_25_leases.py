@@ -301,3 +301,22 @@ def test_revoke_after_remount(node):
     assert node.req("PUT", "sys/leases/revoke", json={"lease_id": o["lease_id"]}).status_code == 204
     assert cert_revoked(node, "pki6", o["data"]["serial_number"])
     assert lookup(node, o["lease_id"]).status_code == 400
+
+
+def test_revoke_sync_false_is_accepted(node):
+    """Vault's sync=false: 202 at once, the revocation completes in the background."""
+    o = issue(node, "pki", cn="async.example.com")
+    r = node.req("PUT", "sys/leases/revoke", json={"lease_id": o["lease_id"], "sync": False})
+    assert r.status_code == 202, r.text
+    deadline = time.time() + 10 * SCALE
+    while time.time() < deadline and lookup(node, o["lease_id"]).status_code == 200:
+        time.sleep(0.1)
+    assert lookup(node, o["lease_id"]).status_code == 400
+    assert cert_revoked(node, "pki", o["data"]["serial_number"])
+    p = issue(node, "pki", role="web", cn="async2.example.com")
+    r = node.req("PUT", "sys/leases/revoke-prefix/pki/issue/web", json={"sync": False})
+    assert r.status_code == 202, r.text
+    deadline = time.time() + 10 * SCALE
+    while time.time() < deadline and lookup(node, p["lease_id"]).status_code == 200:
+        time.sleep(0.1)
+    assert lookup(node, p["lease_id"]).status_code == 400

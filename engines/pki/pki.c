@@ -104,7 +104,8 @@ static bool pki_standby_ok(void *state, const struct node_request *req)
 void pki_done(struct node_request *req, struct node_response *resp)
 {
     const char *metric = metric_of(req);
-    if (metric != NULL) {
+    /* Lease revocations (pki_revoke_secret) run without a mount path: not counted. */
+    if (metric != NULL && req->mount_path != NULL && req->mount_path[0] != '\0') {
         if (resp != NULL && resp->errors == NULL) {
             cf_metrics_sample(metric, "mount", req->mount_path, cf_metrics_since_ms(req->start_ns));
         } else {

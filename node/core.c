@@ -806,7 +806,7 @@ bool node__token_sudo(struct node_core *core, const char *token, const char *pat
     return ok;
 }
 
-static bool standby_stale(struct node_core *core);
+static void reload_if_stale(struct node_core *core);
 
 void node_core_handle(struct node_core *core, struct node_request *req)
 {
@@ -823,13 +823,7 @@ void node_core_handle(struct node_core *core, struct node_request *req)
         return;
     }
     bool standby = !rft_store_is_ready(core->store);
-    if (standby && !core->reload_pending && standby_stale(core)) {
-        CF_LOG(CF_LOG_INFO,
-               "the active node changed the keyring, mount or audit tables: "
-               "reloading");
-        core->reload_pending = true;
-        node__ha_update(core);
-    }
+    reload_if_stale(core);
     if (core->reload_pending || (standby && (req->wrap_ttl_s > 0 || req->op == NODE_OP_DELETE ||
                                              req->op == NODE_OP_PATCH))) {
         /* The active node serves this request (api/route forwards it). */
@@ -1071,14 +1065,7 @@ static void ha_tick_cb(uv_timer_t *t)
     }
     /* A standby reloads when the active node rewrote the keyring, mount or audit tables (a
      * snapshot restore, say), without waiting for a request to notice. */
-    if (!core->sealed && !core->reload_pending && core->store != NULL &&
-        !rft_store_is_ready(core->store) && standby_stale(core)) {
-        CF_LOG(CF_LOG_INFO,
-               "the active node changed the keyring, mount or audit tables: "
-               "reloading");
-        core->reload_pending = true;
-        node__ha_update(core);
-    }
+    reload_if_stale(core);
 }
 
 void node__ha_update(struct node_core *core)
@@ -1124,11 +1111,20 @@ void node__state_versions(struct node_core *core, uint64_t out[4])
 }
 
 /* A standby whose in-memory tables are older than storage reloads them (once idle). */
-static bool standby_stale(struct node_core *core)
+static void reload_if_stale(struct node_core *core)
 {
+    if (core->sealed || core->reload_pending || core->store == NULL ||
+        rft_store_is_ready(core->store)) {
+        return;
+    }
     uint64_t v[4];
     node__state_versions(core, v);
-    return memcmp(v, core->loaded_versions, sizeof(v)) != 0;
+    if (memcmp(v, core->loaded_versions, sizeof(v)) == 0) {
+        return;
+    }
+    CF_LOG(CF_LOG_INFO, "the active node changed the keyring, mount or audit tables: reloading");
+    core->reload_pending = true;
+    node__ha_update(core);
 }
 
 bool node_core_leader(struct node_core *core, struct node_leader_info *out)

@@ -4,13 +4,16 @@
 #include "engines/pki/der.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/evp.h>
 #include <openssl/objects.h>
 
 #include "lib/buf.h"
 #include "lib/err.h"
+#include "lib/mem.h"
 
 size_t pki_der_header(uint8_t tag, size_t len, uint8_t *out)
 {
@@ -122,4 +125,70 @@ int pki_der_put_bits(struct cf_buf *out, const void *bytes, size_t len)
     out->len += h + 1 + len;
     out->data[out->len] = 0;
     return CF_OK;
+}
+
+int pki_der_open(struct cf_buf *out, uint8_t tag, size_t *mark)
+{
+    int rv = cf_buf_reserve(out, 2);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    *mark = out->len;
+    out->data[out->len++] = tag;
+    out->data[out->len++] = 0;
+    out->data[out->len] = 0;
+    return CF_OK;
+}
+
+int pki_der_close(struct cf_buf *out, size_t mark)
+{
+    size_t body = out->len - mark - 2;
+    uint8_t hdr[16];
+    size_t h = pki_der_header(out->data[mark], body, hdr);
+    if (h > 2) {
+        int rv = cf_buf_reserve(out, h - 2);
+        if (rv != CF_OK) {
+            return rv;
+        }
+        memmove(out->data + mark + h, out->data + mark + 2, body);
+        out->len += h - 2;
+        out->data[out->len] = 0;
+    }
+    memcpy(out->data + mark, hdr, h);
+    return CF_OK;
+}
+
+size_t pki_der_text_cap(size_t len, const char *label)
+{
+    return 2 * (strlen(label) + 16) + (len + 47) / 48 * 65 + 1;
+}
+
+size_t pki_der_text_write(const uint8_t *der, size_t len, const char *label, bool pem, char *out)
+{
+    size_t cap = pki_der_text_cap(len, label);
+    char *p = out;
+    if (pem) {
+        p += snprintf(p, cap, "-----BEGIN %s-----\n", label);
+    }
+    for (size_t off = 0; off < len; off += 48) {
+        size_t n = len - off < 48 ? len - off : 48;
+        p += EVP_EncodeBlock((unsigned char *)p, der + off, (int)n);
+        if (pem) {
+            *p++ = '\n';
+        }
+    }
+    if (pem) {
+        p += snprintf(p, cap - (size_t)(p - out), "-----END %s-----", label);
+    }
+    *p = '\0';
+    return (size_t)(p - out);
+}
+
+char *pki_der_to_text(const uint8_t *der, size_t len, const char *label, bool pem)
+{
+    char *out = cf_malloc(pki_der_text_cap(len, label));
+    if (out != NULL) {
+        pki_der_text_write(der, len, label, pem, out);
+    }
+    return out;
 }

@@ -15,12 +15,14 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "engines/pki/cert_der.h"
 #include "engines/pki/field.h"
 #include "engines/pki/issuer.h"
 #include "engines/pki/params.h"
 #include "engines/pki/pki.h"
 #include "engines/pki/revoke.h"
 #include "engines/pki/role.h"
+#include "lib/buf.h"
 #include "lib/mem.h"
 #include "lib/rfc3339.h"
 
@@ -438,10 +440,13 @@ static void issue_work(void *arg)
     const struct pki_role *r = j->r;
     struct pki_x509_template t;
     pki_x509_template_init(&t);
-    t.leaf_fast = true; /* the issuer's key and certificate were matched when it was stored */
     X509_REQ *csr = NULL;
-    EVP_PKEY *newkey = NULL;
-    X509 *cert = NULL;
+    struct pki_leaf_key newkey;
+    bool have_key = false;
+    struct cf_buf spki;
+    cf_buf_init(&spki);
+    struct cf_buf der;
+    cf_buf_init(&der);
     enum pki_format fmt = PKI_FORMAT_PEM;
     enum pki_key_format kfmt = PKI_KEY_FORMAT_DER;
     int rv = pki_params_format(d, &fmt, j->errmsg);
@@ -532,26 +537,41 @@ static void issue_work(void *arg)
         }
     }
     if (rv == CF_OK && csr == NULL) {
-        rv = pki_key_generate(kt, bits, &newkey, j->errmsg);
+        rv = pki_leaf_key_generate(kt, bits, &newkey, j->errmsg);
+        have_key = rv == CF_OK;
+    }
+    if (rv == CF_OK && csr != NULL) {
+        rv = pki_key_spki_der(X509_REQ_get0_pubkey(csr), &spki);
+        if (rv != CF_OK) {
+            cf_errmsg_printf(j->errmsg, "encode public key: %s", cf_strerror(rv));
+        }
+    } else if (rv == CF_OK) {
+        rv = pki_leaf_key_spki(&newkey, &spki, j->errmsg);
     }
     if (rv == CF_OK) {
-        rv = pki_x509_cert_build(&t, csr != NULL ? X509_REQ_get0_pubkey(csr) : newkey,
-                                 j->issuer->cert, j->issuer->key->pkey, &cert, j->errmsg);
+        /* The issuer's key and certificate were matched when it was stored. */
+        const struct pki_issuer *is = j->issuer;
+        const struct pki_cert_issuer ci = {
+            .name_der = is->subject_der,
+            .name_len = is->subject_der_len,
+            .skid = is->skid,
+            .skid_len = is->skid_len,
+            .key = is->key->pkey,
+        };
+        rv = pki_cert_der_build(&t, spki.data, spki.len, &ci, &der, j->serial, j->errmsg);
     }
     bool remove_roots = false;
     if (rv == CF_OK) {
         rv = pki_field_bool_opt(d, "remove_roots_from_chain", &remove_roots, j->errmsg);
     }
     if (rv == CF_OK) {
-        j->data = pki_params_cert_data(cert, j->issuer->chain, j->issuer->n_chain, newkey, fmt,
-                                       kfmt, remove_roots, true, j->errmsg);
+        j->data = pki_params_leaf_data(
+            der.data, der.len, j->serial, t.not_after, j->issuer->chain, j->issuer->chain_pem,
+            j->issuer->n_chain, have_key ? &newkey : NULL, fmt, kfmt, remove_roots, j->errmsg);
         rv = j->data != NULL ? CF_OK : CF_ENOMEM;
     }
-    if (rv == CF_OK) {
-        rv = pki_x509_serial_hex(cert, j->serial, j->errmsg);
-    }
     if (rv == CF_OK && !j->no_store) {
-        rv = pki_x509_cert_to_der(cert, &j->der, &j->der_len, j->errmsg);
+        j->der = cf_buf_steal(&der, &j->der_len);
     }
     if (rv == CF_OK) {
         j->not_after = t.not_after;
@@ -559,8 +579,11 @@ static void issue_work(void *arg)
     if (rv == CF_OK && t.not_before > 0) {
         json_object_set_new(j->data, "not_before", json_integer(t.not_before));
     }
-    X509_free(cert);
-    EVP_PKEY_free(newkey);
+    if (have_key) {
+        pki_leaf_key_close(&newkey);
+    }
+    cf_buf_close(&spki);
+    cf_buf_close(&der);
     X509_REQ_free(csr);
     pki_x509_template_close(&t);
     j->rv = rv;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/x509.h>
 
 #include <openssl/x509v3.h>
@@ -175,6 +176,32 @@ static enum pki_leaf_behavior leaf_behavior(const char *s)
     return PKI_LEAF_ERR;
 }
 
+/* What leaf issuance copies from the issuer certificate (cert_der.h): its subject Name DER and
+ * its subject key identifier. */
+static int issuer_signing_parts(X509 *x, struct pki_issuer *out, char *errmsg)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_NAME(X509_get_subject_name(x), &der);
+    if (n <= 0 || der == NULL) {
+        return cf_err_from_ossl(errmsg, "encode issuer name");
+    }
+    out->subject_der = cf_memdup(der, (size_t)n);
+    out->subject_der_len = (size_t)n;
+    OPENSSL_free(der);
+    if (out->subject_der == NULL) {
+        cf_errmsg_printf(errmsg, "out of memory");
+        return CF_ENOMEM;
+    }
+    const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(x);
+    ERR_clear_error();
+    out->skid_len = 0;
+    if (skid != NULL && (size_t)ASN1_STRING_length(skid) <= sizeof(out->skid)) {
+        out->skid_len = (size_t)ASN1_STRING_length(skid);
+        memcpy(out->skid, ASN1_STRING_get0_data(skid), out->skid_len);
+    }
+    return CF_OK;
+}
+
 static int parse_issuer(struct pki_engine *e, const char *skey, struct pki_issuer *out)
 {
     char errmsg[CF_ERRMSG_SIZE] = "";
@@ -193,6 +220,9 @@ static int parse_issuer(struct pki_engine *e, const char *skey, struct pki_issue
     }
     if (rv == CF_OK) {
         rv = pki_x509_cert_to_pem(x, &out->pem, errmsg);
+    }
+    if (rv == CF_OK) {
+        rv = issuer_signing_parts(x, out, errmsg);
     }
     if (rv != CF_OK) {
         CF_LOG(CF_LOG_WARN, "skipping unreadable issuer entry %s: %s", skey, errmsg);
@@ -252,6 +282,7 @@ static void issuer_close(struct pki_issuer *is)
     cf_free(is->name);
     X509_free(is->cert);
     cf_free(is->pem);
+    cf_free(is->subject_der);
     json_decref(is->entry);
     for (size_t i = 0; i < is->n_chain; i++) {
         X509_free(is->chain[i]);

@@ -62,6 +62,10 @@ struct pki_issuer
     const struct pki_key_ent *key; /* borrowed from the snapshot, NULL without a key */
     X509 *cert;                    /* owned reference */
     char *pem;                     /* owned, no final newline */
+    uint8_t *subject_der;          /* owned: the certificate's subject Name, DER */
+    size_t subject_der_len;
+    uint8_t skid[64]; /* the certificate's subject key identifier (AKI of what it signs) */
+    size_t skid_len;  /* 0 when it has none */
     char serial[PKI_X509_SERIAL_HEX_SIZE];
     int64_t not_before;
     int64_t not_after;

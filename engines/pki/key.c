@@ -21,6 +21,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "engines/pki/der.h"
 #include "lib/crypto.h"
 #include "lib/err.h"
 #include "lib/mem.h"
@@ -384,36 +385,6 @@ int pki_key_to_der(const EVP_PKEY *key,
     return CF_OK;
 }
 
-/* Bytes needed for the text of len DER bytes under label. */
-static size_t text_cap(int len, const char *label)
-{
-    return 2 * (strlen(label) + 16) + ((size_t)len + 47) / 48 * 65 + 1;
-}
-
-/* Writes the DER as text into out (text_cap bytes): Go's pem.EncodeToMemory layout of 64
- * columns without the final newline, as Vault returns keys, when pem; else plain base64.
- * Returns the text length. */
-static size_t text_write(const unsigned char *der, int len, const char *label, bool pem, char *out)
-{
-    size_t cap = text_cap(len, label);
-    char *p = out;
-    if (pem) {
-        p += snprintf(p, cap, "-----BEGIN %s-----\n", label);
-    }
-    for (size_t off = 0; off < (size_t)len; off += 48) {
-        size_t n = (size_t)len - off < 48 ? (size_t)len - off : 48;
-        p += EVP_EncodeBlock((unsigned char *)p, der + off, (int)n);
-        if (pem) {
-            *p++ = '\n';
-        }
-    }
-    if (pem) {
-        p += snprintf(p, cap - (size_t)(p - out), "-----END %s-----", label);
-    }
-    *p = '\0';
-    return (size_t)(p - out);
-}
-
 int pki_key_to_pem(const EVP_PKEY *key,
                    enum pki_key_format fmt,
                    struct cf_secret **out,
@@ -426,13 +397,13 @@ int pki_key_to_pem(const EVP_PKEY *key,
     if (rv != CF_OK) {
         return rv;
     }
-    struct cf_secret *s = cf_secret_new(text_cap(len, label));
+    struct cf_secret *s = cf_secret_new(pki_der_text_cap((size_t)len, label));
     if (s == NULL) {
         OPENSSL_clear_free(der, (size_t)len);
         cf_errmsg_printf(errmsg, "out of memory");
         return CF_ENOMEM;
     }
-    s->len = text_write(der, len, label, true, (char *)s->data) + 1;
+    s->len = pki_der_text_write(der, (size_t)len, label, true, (char *)s->data) + 1;
     OPENSSL_clear_free(der, (size_t)len);
     *out = s;
     return CF_OK;
@@ -530,6 +501,42 @@ int pki_key_signature_algorithm_name(const EVP_PKEY *signer,
     return CF_OK;
 }
 
+int pki_key_signature_nid(const EVP_PKEY *signer,
+                          int signature_bits,
+                          bool use_pss,
+                          int *sig_nid,
+                          bool *null_param,
+                          char *errmsg)
+{
+    enum pki_key_type type;
+    int hash;
+    int rv = choose_hash(signer, signature_bits, &type, &hash, errmsg);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    int i = hash == 256 ? 0 : hash == 384 ? 1 : 2;
+    static const int rsa[] = {NID_sha256WithRSAEncryption, NID_sha384WithRSAEncryption,
+                              NID_sha512WithRSAEncryption};
+    static const int ec[] = {NID_ecdsa_with_SHA256, NID_ecdsa_with_SHA384, NID_ecdsa_with_SHA512};
+    *null_param = false;
+    switch (type) {
+        case PKI_KEY_RSA:
+            if (use_pss) {
+                return CF_EUNSUPPORTED;
+            }
+            *sig_nid = rsa[i];
+            *null_param = true;
+            break;
+        case PKI_KEY_EC:
+            *sig_nid = ec[i];
+            break;
+        case PKI_KEY_ED25519:
+            *sig_nid = NID_ED25519;
+            break;
+    }
+    return CF_OK;
+}
+
 int pki_key_sign_ctx_new(EVP_PKEY *signer,
                          int signature_bits,
                          bool use_pss,
@@ -584,13 +591,13 @@ int pki_key_to_text(const EVP_PKEY *key,
     if (rv != CF_OK) {
         return rv;
     }
-    char *t = cf_malloc(text_cap(len, label));
+    char *t = cf_malloc(pki_der_text_cap((size_t)len, label));
     if (t == NULL) {
         OPENSSL_clear_free(der, (size_t)len);
         cf_errmsg_printf(errmsg, "out of memory");
         return CF_ENOMEM;
     }
-    text_write(der, len, label, pem, t);
+    pki_der_text_write(der, (size_t)len, label, pem, t);
     OPENSSL_clear_free(der, (size_t)len);
     *out = t;
     return CF_OK;

@@ -17,6 +17,7 @@
 
 #include <openssl/types.h>
 
+struct cf_buf;
 struct cf_secret;
 
 enum pki_key_type {
@@ -138,16 +139,71 @@ int pki_key_signature_algorithm_name(const EVP_PKEY *signer,
                                      const char **out,
                                      char *errmsg);
 
+/* The signature algorithm pki_key_sign_ctx_new picks, as its OID's NID and whether its
+ * AlgorithmIdentifier carries a NULL parameter (RSA PKCS#1 v1.5) or none (ECDSA, Ed25519).
+ * CF_EUNSUPPORTED for RSASSA-PSS, whose parameters the caller leaves to OpenSSL. */
+int pki_key_signature_nid(const EVP_PKEY *signer,
+                          int signature_bits,
+                          bool use_pss,
+                          int *sig_nid,
+                          bool *null_param,
+                          char *errmsg);
+
 /* Direct encodings (key_der.c): the same bytes OpenSSL writes, without its provider encoders.
  * Both return CF_EUNSUPPORTED for keys they do not cover (multi-prime RSA, RSA-PSS, explicit
  * or other curves); the caller then uses OpenSSL's own functions. */
 
-/* Sets pub's algorithm and public key bits from key (RSA, EC on a named curve, Ed25519), as
- * X509_PUBKEY_set would but without its encode-then-decode round trip. */
-int pki_key_spki_set(X509_PUBKEY *pub, const EVP_PKEY *key);
-
 /* The private key's DER: SEC1 (EC) or PKCS#1 (RSA) unless pkcs8, else PKCS#8; Ed25519 is always
  * PKCS#8. *der is OPENSSL_malloc'd; the caller frees it with OPENSSL_clear_free(*der, *len). */
 int pki_key_private_der(const EVP_PKEY *key, bool pkcs8, unsigned char **der, size_t *len);
+
+/* Appends the key's SubjectPublicKeyInfo DER (written directly; OpenSSL's encoder for keys the
+ * direct writer does not cover). CF_ECRYPTO when OpenSSL cannot encode it either. */
+int pki_key_spki_der(const EVP_PKEY *key, struct cf_buf *out);
+
+/* The same two encodings for an EC key held as raw bytes (struct pki_leaf_key): @point is the
+ * uncompressed public point, @scalar the private scalar padded to the order's size (CF_EINVAL
+ * otherwise). The private key is SEC1 with the curve, or PKCS#8 when pkcs8. */
+int pki_key_ec_raw_spki(int curve, const uint8_t *point, size_t plen, struct cf_buf *out);
+int pki_key_ec_raw_private_der(int curve,
+                               const uint8_t *scalar,
+                               size_t slen,
+                               const uint8_t *point,
+                               size_t plen,
+                               bool pkcs8,
+                               struct cf_buf *out);
+
+/*
+ * A leaf's new key (issue/:role). EC keys are made directly: a random scalar below the curve's
+ * order and its public point from one curve group shared by every thread, without an EVP_PKEY
+ * (OpenSSL 3 builds a fresh group, with its Montgomery set-up, for every EVP keygen, and reads
+ * keys back through its parameter machinery; both cost more than the scalar multiplication).
+ * RSA and Ed25519 keys are EVP_PKEYs from pki_key_generate. The key lives in the struct's own
+ * memory and pki_leaf_key_close cleanses it.
+ */
+struct pki_leaf_key
+{
+    enum pki_key_type type;
+    int bits;
+    int curve;        /* EC: the curve's NID */
+    uint8_t priv[66]; /* EC: the scalar, padded to the order's size */
+    size_t priv_len;
+    uint8_t pub[133]; /* EC: the uncompressed point */
+    size_t pub_len;
+    EVP_PKEY *pkey; /* RSA, Ed25519: owned */
+};
+
+/* Generates a key as pki_key_generate does (same bits rules and errors). */
+int pki_leaf_key_generate(enum pki_key_type type, int bits, struct pki_leaf_key *k, char *errmsg);
+/* Appends the key's SubjectPublicKeyInfo DER. */
+int pki_leaf_key_spki(const struct pki_leaf_key *k, struct cf_buf *out, char *errmsg);
+/* The private key as response text, as pki_key_to_text. */
+int pki_leaf_key_text(const struct pki_leaf_key *k,
+                      enum pki_key_format fmt,
+                      bool pem,
+                      char **out,
+                      char *errmsg);
+/* Cleanses the key and frees what it owns; NULL-safe, idempotent. */
+void pki_leaf_key_close(struct pki_leaf_key *k);
 
 #endif

@@ -85,29 +85,36 @@ static unsigned char *to_openssl(const struct cf_buf *b)
     return p;
 }
 
-int pki_key_spki_set(X509_PUBKEY *pub, const EVP_PKEY *key)
+/* The parts of a SubjectPublicKeyInfo: the algorithm, its parameter (a curve, NULL for RSA,
+ * absent for Ed25519) and the public key bits, read from the key's parameters. */
+struct spki_parts
+{
+    int alg;
+    int curve; /* EC only */
+    int ptype; /* V_ASN1_OBJECT (curve), V_ASN1_NULL or V_ASN1_UNDEF */
+    struct cf_buf bits;
+};
+
+static int spki_parts_of(const EVP_PKEY *key, struct spki_parts *sp)
 {
     int id = EVP_PKEY_get_base_id(key);
-    struct cf_buf bits;
-    cf_buf_init(&bits);
-    int alg;
-    int ptype = V_ASN1_UNDEF;
-    void *pval = NULL;
+    cf_buf_init(&sp->bits);
+    sp->curve = NID_undef;
+    sp->ptype = V_ASN1_UNDEF;
     int rv = CF_OK;
     if (id == EVP_PKEY_EC) {
-        int curve = ec_curve_nid(key);
         uint8_t point[160];
         size_t n = 0;
-        if (curve == NID_undef || OBJ_nid2obj(curve) == NULL) {
+        sp->curve = ec_curve_nid(key);
+        if (sp->curve == NID_undef || OBJ_nid2obj(sp->curve) == NULL) {
             return CF_EUNSUPPORTED;
         }
         rv = ec_point(key, point, sizeof(point), &n);
         if (rv == CF_OK) {
-            rv = cf_buf_append(&bits, point, n);
+            rv = cf_buf_append(&sp->bits, point, n);
         }
-        alg = NID_X9_62_id_ecPublicKey;
-        ptype = V_ASN1_OBJECT;
-        pval = OBJ_nid2obj(curve); /* a static object: freeing it is a no-op */
+        sp->alg = NID_X9_62_id_ecPublicKey;
+        sp->ptype = V_ASN1_OBJECT;
     } else if (id == EVP_PKEY_RSA) {
         struct cf_buf seq;
         cf_buf_init(&seq);
@@ -116,11 +123,11 @@ int pki_key_spki_set(X509_PUBKEY *pub, const EVP_PKEY *key)
             rv = put_bn_param(&seq, key, OSSL_PKEY_PARAM_RSA_E);
         }
         if (rv == CF_OK) {
-            rv = pki_der_put(&bits, PKI_DER_SEQUENCE, seq.data, seq.len);
+            rv = pki_der_put(&sp->bits, PKI_DER_SEQUENCE, seq.data, seq.len);
         }
         cf_buf_close(&seq);
-        alg = NID_rsaEncryption;
-        ptype = V_ASN1_NULL;
+        sp->alg = NID_rsaEncryption;
+        sp->ptype = V_ASN1_NULL;
     } else if (id == EVP_PKEY_ED25519) {
         uint8_t raw[32];
         size_t n = sizeof(raw);
@@ -128,60 +135,106 @@ int pki_key_spki_set(X509_PUBKEY *pub, const EVP_PKEY *key)
             ERR_clear_error();
             return CF_EUNSUPPORTED;
         }
-        rv = cf_buf_append(&bits, raw, n);
-        alg = NID_ED25519;
+        rv = cf_buf_append(&sp->bits, raw, n);
+        sp->alg = NID_ED25519;
     } else {
         return CF_EUNSUPPORTED;
     }
-    unsigned char *penc = rv == CF_OK ? to_openssl(&bits) : NULL;
-    int plen = (int)bits.len;
-    cf_buf_close(&bits);
     if (rv != CF_OK) {
+        cf_buf_close(&sp->bits);
+    }
+    return rv;
+}
+
+/* SEQUENCE { SEQUENCE { alg, param }, BIT STRING bits }. */
+static int spki_write(int alg,
+                      int curve,
+                      int ptype,
+                      const uint8_t *bits,
+                      size_t n,
+                      struct cf_buf *out)
+{
+    size_t m_spki = 0;
+    size_t m_alg = 0;
+    int rv = pki_der_open(out, PKI_DER_SEQUENCE, &m_spki);
+    if (rv == CF_OK) {
+        rv = pki_der_open(out, PKI_DER_SEQUENCE, &m_alg);
+    }
+    if (rv == CF_OK) {
+        rv = pki_der_put_oid(out, alg);
+    }
+    if (rv == CF_OK && ptype == V_ASN1_OBJECT) {
+        rv = pki_der_put_oid(out, curve);
+    } else if (rv == CF_OK && ptype == V_ASN1_NULL) {
+        rv = pki_der_put(out, PKI_DER_NULL, NULL, 0);
+    }
+    if (rv == CF_OK) {
+        rv = pki_der_close(out, m_alg);
+    }
+    if (rv == CF_OK) {
+        rv = pki_der_put_bits(out, bits, n);
+    }
+    if (rv == CF_OK) {
+        rv = pki_der_close(out, m_spki);
+    }
+    return rv;
+}
+
+int pki_key_spki_der(const EVP_PKEY *key, struct cf_buf *out)
+{
+    struct spki_parts sp;
+    int rv = spki_parts_of(key, &sp);
+    if (rv == CF_OK) {
+        rv = spki_write(sp.alg, sp.curve, sp.ptype, sp.bits.data, sp.bits.len, out);
+        cf_buf_close(&sp.bits);
         return rv;
     }
-    if (penc == NULL) {
-        return CF_ENOMEM;
+    if (rv != CF_EUNSUPPORTED) {
+        return rv;
     }
-    if (X509_PUBKEY_set0_param(pub, OBJ_nid2obj(alg), ptype, pval, penc, plen) != 1) {
-        OPENSSL_free(penc);
+    /* Keys the direct writer does not cover: OpenSSL's encoder. */
+    ERR_clear_error();
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(key, &der);
+    if (n <= 0 || der == NULL) {
         ERR_clear_error();
         return CF_ECRYPTO;
     }
-    return CF_OK;
+    rv = cf_buf_append(out, der, (size_t)n);
+    OPENSSL_free(der);
+    return rv;
+}
+
+int pki_key_ec_raw_spki(int curve, const uint8_t *point, size_t plen, struct cf_buf *out)
+{
+    return spki_write(NID_X9_62_id_ecPublicKey, curve, V_ASN1_OBJECT, point, plen, out);
+}
+
+/* The order's size in bytes, which the private scalar is padded to (as OpenSSL writes it). */
+static size_t ec_order_len(int curve)
+{
+    return curve == NID_secp224r1          ? 28
+           : curve == NID_X9_62_prime256v1 ? 32
+           : curve == NID_secp384r1        ? 48
+           : curve == NID_secp521r1        ? 66
+                                           : 0;
 }
 
 /* ECPrivateKey (RFC 5915): version 1, the private scalar padded to the order's size, the
  * curve unless inside PKCS#8 (whose AlgorithmIdentifier names it), and the public point. */
-static int ec_private(const EVP_PKEY *key, int curve, bool with_curve, struct cf_buf *out)
+static int ec_private_raw(int curve,
+                          const uint8_t *scalar,
+                          size_t olen,
+                          const uint8_t *point,
+                          size_t plen,
+                          bool with_curve,
+                          struct cf_buf *out)
 {
-    uint8_t point[160];
-    size_t plen = 0;
-    int rv = ec_point(key, point, sizeof(point), &plen);
-    if (rv != CF_OK) {
-        return rv;
-    }
-    BIGNUM *priv = NULL;
-    if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &priv) != 1) {
-        ERR_clear_error();
-        return CF_EUNSUPPORTED;
-    }
-    /* The scalar takes the order's size in bytes, as OpenSSL writes it. */
-    size_t olen = curve == NID_secp224r1          ? 28
-                  : curve == NID_X9_62_prime256v1 ? 32
-                  : curve == NID_secp384r1        ? 48
-                  : curve == NID_secp521r1        ? 66
-                                                  : 0;
-    uint8_t scalar[66];
-    if (olen == 0 || BN_bn2binpad(priv, scalar, (int)olen) != (int)olen) {
-        BN_clear_free(priv);
-        return CF_EUNSUPPORTED;
-    }
-    BN_clear_free(priv);
     struct cf_buf seq;
     cf_buf_init(&seq);
     struct cf_buf tmp;
     cf_buf_init(&tmp);
-    rv = cf_buf_reserve(&seq, 512);
+    int rv = cf_buf_reserve(&seq, 512);
     if (rv == CF_OK) {
         rv = cf_buf_reserve(&tmp, 256);
     }
@@ -207,9 +260,33 @@ static int ec_private(const EVP_PKEY *key, int curve, bool with_curve, struct cf
     if (rv == CF_OK) {
         rv = pki_der_put(out, PKI_DER_SEQUENCE, seq.data, seq.len);
     }
-    OPENSSL_cleanse(scalar, sizeof(scalar));
     cf_buf_close_secure(&seq);
     cf_buf_close(&tmp);
+    return rv;
+}
+
+static int ec_private(const EVP_PKEY *key, int curve, bool with_curve, struct cf_buf *out)
+{
+    uint8_t point[160];
+    size_t plen = 0;
+    int rv = ec_point(key, point, sizeof(point), &plen);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    BIGNUM *priv = NULL;
+    if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &priv) != 1) {
+        ERR_clear_error();
+        return CF_EUNSUPPORTED;
+    }
+    size_t olen = ec_order_len(curve);
+    uint8_t scalar[66];
+    if (olen == 0 || BN_bn2binpad(priv, scalar, (int)olen) != (int)olen) {
+        BN_clear_free(priv);
+        return CF_EUNSUPPORTED;
+    }
+    BN_clear_free(priv);
+    rv = ec_private_raw(curve, scalar, olen, point, plen, with_curve, out);
+    OPENSSL_cleanse(scalar, sizeof(scalar));
     return rv;
 }
 
@@ -329,5 +406,32 @@ int pki_key_private_der(const EVP_PKEY *key, bool pkcs8, unsigned char **der, si
     }
     cf_buf_close_secure(&inner);
     cf_buf_close_secure(&out);
+    return rv;
+}
+
+int pki_key_ec_raw_private_der(int curve,
+                               const uint8_t *scalar,
+                               size_t slen,
+                               const uint8_t *point,
+                               size_t plen,
+                               bool pkcs8,
+                               struct cf_buf *out)
+{
+    if (slen != ec_order_len(curve) || slen == 0) {
+        return CF_EINVAL;
+    }
+    if (!pkcs8) {
+        return ec_private_raw(curve, scalar, slen, point, plen, true, out);
+    }
+    struct cf_buf inner;
+    cf_buf_init(&inner);
+    int rv = cf_buf_reserve(&inner, 512);
+    if (rv == CF_OK) {
+        rv = ec_private_raw(curve, scalar, slen, point, plen, false, &inner);
+    }
+    if (rv == CF_OK) {
+        rv = pkcs8_wrap(NID_X9_62_id_ecPublicKey, curve, &inner, out);
+    }
+    cf_buf_close_secure(&inner);
     return rv;
 }

@@ -6,6 +6,7 @@
 
 #include <openssl/x509.h>
 
+#include "engines/pki/der.h"
 #include "engines/pki/field.h"
 #include "engines/pki/role.h"
 #include "lib/buf.h"
@@ -421,6 +422,100 @@ static char *cert_text(X509 *x, enum pki_format fmt, char *errmsg)
     return rv == CF_OK ? out : NULL;
 }
 
+/* The certificate being returned, in whichever form the caller holds it. */
+struct leaf_in
+{
+    char *text; /* owned: the certificate in the requested encoding */
+    const char *serial;
+    int64_t expiration;
+    char *keytext; /* owned, cleansed: the private key in the requested encoding, or NULL */
+    const char *key_type;
+};
+
+/* The issuer chain: the X509s, and their PEM text when already made (else NULL). */
+struct chain_in
+{
+    X509 *const *certs;
+    char *const *pem;
+    size_t n;
+};
+
+static char *chain_text(const struct chain_in *c, size_t i, enum pki_format fmt, char *errmsg)
+{
+    if (c->pem != NULL && fmt != PKI_FORMAT_DER) {
+        return cf_strdup(c->pem[i]);
+    }
+    return cert_text(c->certs[i], fmt, errmsg);
+}
+
+/* Assembles the response data from the parts; consumes in->text and in->keytext. */
+static json_t *cert_data(struct leaf_in *in,
+                         const struct chain_in *c,
+                         enum pki_format fmt,
+                         bool remove_roots,
+                         bool with_chain,
+                         char *errmsg)
+{
+    json_t *d = json_object();
+    char *issuing = c->n > 0 ? chain_text(c, 0, fmt, errmsg) : cf_strdup(in->text);
+    json_t *chain = json_array();
+    struct cf_buf bundle;
+    cf_buf_init(&bundle);
+    bool ok = d != NULL && in->text != NULL && issuing != NULL && chain != NULL;
+    if (ok && fmt == PKI_FORMAT_PEM_BUNDLE && in->keytext != NULL) {
+        ok = cf_buf_append(&bundle, in->keytext, strlen(in->keytext)) == CF_OK &&
+             cf_buf_append(&bundle, "\n", 1) == CF_OK;
+    }
+    if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
+        ok = cf_buf_append(&bundle, in->text, strlen(in->text)) == CF_OK;
+    }
+    for (size_t i = 0; ok && i < c->n; i++) {
+        if (remove_roots && pki_x509_is_self_issued(c->certs[i])) {
+            continue;
+        }
+        char *t = chain_text(c, i, fmt, errmsg);
+        ok = t != NULL && json_array_append_new(chain, json_string(t)) == 0;
+        if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
+            ok = cf_buf_append(&bundle, "\n", 1) == CF_OK &&
+                 cf_buf_append(&bundle, t, strlen(t)) == CF_OK;
+        }
+        cf_free(t);
+    }
+    if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
+        ok = cf_buf_append(&bundle, "", 1) == CF_OK;
+    }
+    if (ok) {
+        ok = json_object_set_new(
+                 d, "certificate",
+                 json_string(fmt == PKI_FORMAT_PEM_BUNDLE ? (char *)bundle.data : in->text)) == 0 &&
+             json_object_set_new(d, "issuing_ca", json_string(issuing)) == 0 &&
+             json_object_set_new(d, "serial_number", json_string(in->serial)) == 0 &&
+             json_object_set_new(d, "expiration", json_integer(in->expiration)) == 0;
+    }
+    if (ok && with_chain && json_array_size(chain) > 0) {
+        ok = json_object_set(d, "ca_chain", chain) == 0;
+    }
+    if (ok && in->keytext != NULL) {
+        ok = json_object_set_new(d, "private_key", json_string(in->keytext)) == 0 &&
+             json_object_set_new(d, "private_key_type", json_string(in->key_type)) == 0;
+    }
+    if (in->keytext != NULL) {
+        cf_cleanse(in->keytext, strlen(in->keytext));
+        cf_free(in->keytext);
+        in->keytext = NULL;
+    }
+    cf_buf_close_secure(&bundle);
+    cf_free(in->text);
+    in->text = NULL;
+    cf_free(issuing);
+    json_decref(chain);
+    if (!ok) {
+        json_decref(d);
+        return NULL;
+    }
+    return d;
+}
+
 json_t *pki_params_cert_data(X509 *cert,
                              X509 *const *issuer_chain,
                              size_t n_chain,
@@ -431,72 +526,50 @@ json_t *pki_params_cert_data(X509 *cert,
                              bool with_chain,
                              char *errmsg)
 {
-    json_t *d = json_object();
-    char *leaf = cert_text(cert, fmt, errmsg);
-    char *issuing = n_chain > 0 ? cert_text(issuer_chain[0], fmt, errmsg) : cf_strdup(leaf);
-    json_t *chain = json_array();
-    struct cf_buf bundle;
-    cf_buf_init(&bundle);
     char serial[PKI_X509_SERIAL_HEX_SIZE];
-    int64_t exp = 0;
-    char *keytext = NULL;
-    bool ok = d != NULL && leaf != NULL && issuing != NULL && chain != NULL &&
-              pki_x509_serial_hex(cert, serial, errmsg) == CF_OK &&
-              pki_x509_not_after(cert, &exp) == CF_OK;
+    struct leaf_in in = {.serial = serial};
+    struct chain_in c = {.certs = issuer_chain, .n = n_chain};
+    enum pki_key_type kt;
+    int bits;
+    bool ok = pki_x509_serial_hex(cert, serial, errmsg) == CF_OK &&
+              pki_x509_not_after(cert, &in.expiration) == CF_OK;
     if (ok && key != NULL) {
-        ok = pki_key_to_text(key, key_fmt, fmt != PKI_FORMAT_DER, &keytext, errmsg) == CF_OK;
-    }
-    if (ok && fmt == PKI_FORMAT_PEM_BUNDLE && keytext != NULL) {
-        ok = cf_buf_append(&bundle, keytext, strlen(keytext)) == CF_OK &&
-             cf_buf_append(&bundle, "\n", 1) == CF_OK;
-    }
-    if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
-        ok = cf_buf_append(&bundle, leaf, strlen(leaf)) == CF_OK;
-    }
-    for (size_t i = 0; ok && i < n_chain; i++) {
-        if (remove_roots && pki_x509_is_self_issued(issuer_chain[i])) {
-            continue;
-        }
-        char *c = cert_text(issuer_chain[i], fmt, errmsg);
-        ok = c != NULL && json_array_append_new(chain, json_string(c)) == 0;
-        if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
-            ok = cf_buf_append(&bundle, "\n", 1) == CF_OK &&
-                 cf_buf_append(&bundle, c, strlen(c)) == CF_OK;
-        }
-        cf_free(c);
-    }
-    if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
-        ok = cf_buf_append(&bundle, "", 1) == CF_OK;
+        ok = pki_key_describe(key, &kt, &bits, errmsg) == CF_OK &&
+             pki_key_to_text(key, key_fmt, fmt != PKI_FORMAT_DER, &in.keytext, errmsg) == CF_OK;
+        in.key_type = ok ? pki_key_type_name(kt) : NULL;
     }
     if (ok) {
-        ok = json_object_set_new(
-                 d, "certificate",
-                 json_string(fmt == PKI_FORMAT_PEM_BUNDLE ? (char *)bundle.data : leaf)) == 0 &&
-             json_object_set_new(d, "issuing_ca", json_string(issuing)) == 0 &&
-             json_object_set_new(d, "serial_number", json_string(serial)) == 0 &&
-             json_object_set_new(d, "expiration", json_integer(exp)) == 0;
+        in.text = cert_text(cert, fmt, errmsg);
+        return cert_data(&in, &c, fmt, remove_roots, with_chain, errmsg);
     }
-    if (ok && with_chain && json_array_size(chain) > 0) {
-        ok = json_object_set(d, "ca_chain", chain) == 0;
+    if (in.keytext != NULL) {
+        cf_cleanse(in.keytext, strlen(in.keytext));
+        cf_free(in.keytext);
     }
-    if (ok && keytext != NULL) {
-        enum pki_key_type kt;
-        int bits;
-        ok = pki_key_describe(key, &kt, &bits, errmsg) == CF_OK &&
-             json_object_set_new(d, "private_key", json_string(keytext)) == 0 &&
-             json_object_set_new(d, "private_key_type", json_string(pki_key_type_name(kt))) == 0;
+    return NULL;
+}
+
+json_t *pki_params_leaf_data(const uint8_t *der,
+                             size_t der_len,
+                             const char *serial,
+                             int64_t not_after,
+                             X509 *const *issuer_chain,
+                             char *const *issuer_chain_pem,
+                             size_t n_chain,
+                             const struct pki_leaf_key *key,
+                             enum pki_format fmt,
+                             enum pki_key_format key_fmt,
+                             bool remove_roots,
+                             char *errmsg)
+{
+    struct leaf_in in = {.serial = serial, .expiration = not_after};
+    struct chain_in c = {.certs = issuer_chain, .pem = issuer_chain_pem, .n = n_chain};
+    if (key != NULL) {
+        if (pki_leaf_key_text(key, key_fmt, fmt != PKI_FORMAT_DER, &in.keytext, errmsg) != CF_OK) {
+            return NULL;
+        }
+        in.key_type = pki_key_type_name(key->type);
     }
-    if (keytext != NULL) {
-        cf_cleanse(keytext, strlen(keytext));
-        cf_free(keytext);
-    }
-    cf_buf_close_secure(&bundle);
-    cf_free(leaf);
-    cf_free(issuing);
-    json_decref(chain);
-    if (!ok) {
-        json_decref(d);
-        return NULL;
-    }
-    return d;
+    in.text = pki_der_to_text(der, der_len, "CERTIFICATE", fmt != PKI_FORMAT_DER);
+    return cert_data(&in, &c, fmt, remove_roots, true, errmsg);
 }

@@ -88,4 +88,20 @@ json_t *pki_params_cert_data(X509 *cert,
                              bool with_chain,
                              char *errmsg);
 
+/* The same for a leaf held as DER (cert_der.h) with its serial and NotAfter, the issuer's chain
+ * with its PEM text (struct pki_issuer's chain and chain_pem) and the new key or NULL; ca_chain
+ * is always included. */
+json_t *pki_params_leaf_data(const uint8_t *der,
+                             size_t der_len,
+                             const char *serial,
+                             int64_t not_after,
+                             X509 *const *issuer_chain,
+                             char *const *issuer_chain_pem,
+                             size_t n_chain,
+                             const struct pki_leaf_key *key,
+                             enum pki_format fmt,
+                             enum pki_key_format key_fmt,
+                             bool remove_roots,
+                             char *errmsg);
+
 #endif

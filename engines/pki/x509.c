@@ -213,8 +213,7 @@ int pki_x509_ext_key_usage_parse(const char *name, uint32_t *bit, char *errmsg)
 
 /* ---- building blocks ---- */
 
-/* Go's asn1 PrintableString test (with '*' allowed, '&' refused, as its Marshal does). */
-static bool printable(const char *s)
+bool pki_x509_printable(const char *s)
 {
     for (; *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
@@ -252,7 +251,7 @@ static int name_add(X509_NAME *n,
             cf_errmsg_printf(errmsg, "subject value too long");
             return CF_EINVAL;
         }
-        int type = printable(v) ? V_ASN1_PRINTABLESTRING : V_ASN1_UTF8STRING;
+        int type = pki_x509_printable(v) ? V_ASN1_PRINTABLESTRING : V_ASN1_UTF8STRING;
         if (X509_NAME_add_entry_by_NID(n, nid, type, (const unsigned char *)v, (int)strlen(v), -1,
                                        first || !multi ? 0 : -1) != 1) {
             return oom(errmsg);
@@ -325,8 +324,7 @@ static int gn_ia5(int type, const char *s, GENERAL_NAME **out, char *errmsg)
     return CF_OK;
 }
 
-/* Parses IPv4 or IPv6 text into 4 or 16 bytes; 0 when it is not an address. */
-static size_t parse_ip(const char *s, uint8_t out[16])
+size_t pki_x509_parse_ip(const char *s, uint8_t out[16])
 {
     if (inet_pton(AF_INET, s, out) == 1) {
         return 4;
@@ -354,7 +352,7 @@ static int gn_octets(const uint8_t *p, size_t n, GENERAL_NAME **out, char *errms
 static int gn_ip(const char *s, GENERAL_NAME **out, char *errmsg)
 {
     uint8_t a[16];
-    size_t n = parse_ip(s, a);
+    size_t n = pki_x509_parse_ip(s, a);
     if (n == 0) {
         cf_errmsg_printf(errmsg, "the value \"%s\" is not a valid IP address", s);
         return CF_EINVAL;
@@ -362,8 +360,7 @@ static int gn_ip(const char *s, GENERAL_NAME **out, char *errmsg)
     return gn_octets(a, n, out, errmsg);
 }
 
-/* "addr/prefix" into address || mask (8 or 32 octets) for name constraints. */
-static int gn_cidr(const char *s, GENERAL_NAME **out, char *errmsg)
+int pki_x509_cidr_parse(const char *s, uint8_t out[32], size_t *len, char *errmsg)
 {
     char buf[64];
     const char *slash = strchr(s, '/');
@@ -374,8 +371,8 @@ static int gn_cidr(const char *s, GENERAL_NAME **out, char *errmsg)
     }
     memcpy(buf, s, alen);
     buf[alen] = '\0';
-    uint8_t a[32] = {0};
-    size_t n = parse_ip(buf, a);
+    memset(out, 0, 32);
+    size_t n = pki_x509_parse_ip(buf, out);
     char *end = NULL;
     long prefix = strtol(slash + 1, &end, 10);
     if (n == 0 || slash[1] < '0' || slash[1] > '9' || *end != '\0' || prefix > (long)n * 8) {
@@ -385,14 +382,23 @@ static int gn_cidr(const char *s, GENERAL_NAME **out, char *errmsg)
     for (size_t i = 0; i < n; i++) {
         long bits = prefix - (long)i * 8;
         uint8_t m = bits >= 8 ? 0xff : bits <= 0 ? 0 : (uint8_t)(0xff << (8 - bits));
-        a[n + i] = m;
-        a[i] &= m;
+        out[n + i] = m;
+        out[i] &= m;
     }
-    return gn_octets(a, 2 * n, out, errmsg);
+    *len = 2 * n;
+    return CF_OK;
 }
 
-/* Dotted OIDs only, as Go parses them: first arc 0-2, at least two arcs, no empty arc. */
-static bool oid_syntax(const char *s)
+/* "addr/prefix" into address || mask (8 or 32 octets) for name constraints. */
+static int gn_cidr(const char *s, GENERAL_NAME **out, char *errmsg)
+{
+    uint8_t a[32];
+    size_t n = 0;
+    int rv = pki_x509_cidr_parse(s, a, &n, errmsg);
+    return rv == CF_OK ? gn_octets(a, n, out, errmsg) : rv;
+}
+
+bool pki_x509_oid_syntax(const char *s)
 {
     if (s[0] < '0' || s[0] > '2' || s[1] != '.') {
         return false;
@@ -414,7 +420,7 @@ static bool oid_syntax(const char *s)
 
 static int oid_obj(const char *s, ASN1_OBJECT **out, char *errmsg)
 {
-    ASN1_OBJECT *o = oid_syntax(s) ? OBJ_txt2obj(s, 1) : NULL;
+    ASN1_OBJECT *o = pki_x509_oid_syntax(s) ? OBJ_txt2obj(s, 1) : NULL;
     if (o == NULL) {
         ERR_clear_error();
         cf_errmsg_printf(errmsg, "invalid OID %s", s);
@@ -984,7 +990,7 @@ int pki_x509_cert_build(const struct pki_x509_template *t,
         cf_errmsg_printf(errmsg, "self-signed certificate: signer is not the subject key");
         return CF_EINVAL;
     }
-    if (issuer != NULL && !t->leaf_fast && X509_check_private_key(issuer, signer) != 1) {
+    if (issuer != NULL && X509_check_private_key(issuer, signer) != 1) {
         ERR_clear_error();
         cf_errmsg_printf(errmsg, "issuer key does not match issuer certificate");
         return CF_EINVAL;
@@ -1017,12 +1023,8 @@ int pki_x509_cert_build(const struct pki_x509_template *t,
         rv = cf_err_from_ossl(errmsg, "certificate fields");
         goto out;
     }
-    rv = t->leaf_fast ? pki_key_spki_set(X509_get_X509_PUBKEY(x), subject_key) : CF_EUNSUPPORTED;
-    if (rv == CF_EUNSUPPORTED) {
-        rv = X509_set_pubkey(x, subject_key) == 1 ? CF_OK : CF_ECRYPTO;
-    }
-    if (rv != CF_OK) {
-        rv = rv == CF_ENOMEM ? oom(errmsg) : cf_err_from_ossl(errmsg, "set public key");
+    if (X509_set_pubkey(x, subject_key) != 1) {
+        rv = cf_err_from_ossl(errmsg, "set public key");
         goto out;
     }
     rv = build_exts(t, x, issuer, false, X509_NAME_entry_count(subj) == 0, &exts, errmsg);
@@ -1040,7 +1042,7 @@ int pki_x509_cert_build(const struct pki_x509_template *t,
         goto out;
     }
     EVP_PKEY *vk = issuer != NULL ? X509_get0_pubkey(issuer) : subject_key;
-    if (!t->leaf_fast && (vk == NULL || X509_verify(x, vk) != 1)) {
+    if (vk == NULL || X509_verify(x, vk) != 1) {
         rv = cf_err_from_ossl(errmsg, "verify new certificate");
         goto out;
     }

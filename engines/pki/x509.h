@@ -72,6 +72,18 @@ int pki_x509_key_usage_parse(const char *name, uint32_t *bit, char *errmsg);
  * case-insensitive) to its PKI_EKU_ bit. CF_EINVAL and "unknown ext key usage %s" otherwise. */
 int pki_x509_ext_key_usage_parse(const char *name, uint32_t *bit, char *errmsg);
 
+/* Helpers shared with the direct DER writer (cert_der.c). */
+/* Go's asn1 PrintableString test ('*' allowed, '&' refused, as its Marshal does): subject values
+ * that pass are PrintableString, others UTF8String. */
+bool pki_x509_printable(const char *s);
+/* Dotted OIDs only, as Go parses them: first arc 0-2, at least two arcs, no empty arc. */
+bool pki_x509_oid_syntax(const char *s);
+/* Parses IPv4 or IPv6 text into 4 or 16 bytes; 0 when it is not an address. */
+size_t pki_x509_parse_ip(const char *s, uint8_t out[16]);
+/* "addr/prefix" into address || mask (8 or 32 octets, *len) for name constraints; CF_EINVAL and
+ * "invalid CIDR %s" otherwise. */
+int pki_x509_cidr_parse(const char *s, uint8_t out[32], size_t *len, char *errmsg);
+
 /*
  * What goes into a certificate or CSR. Initialise with pki_x509_template_init, fill the fields
  * (strings are owned: set them with cf_strdup or pki_x509_strs_add), release with
@@ -116,14 +128,6 @@ struct pki_x509_template
     uint32_t ext_key_usage;                  /* PKI_EKU_ bits */
     struct pki_x509_strs ext_key_usage_oids; /* dotted OIDs, after the named ones */
 
-    /* Leaf issuance: the SubjectPublicKeyInfo is written directly from the key
-     * (pki_key_spki_set), skipping OpenSSL's encode-then-decode round trip; the signature is
-     * not verified again (OpenSSL's RSA checks its CRT result itself) and the issuer's key is
-     * not matched against its certificate again (the snapshot's issuers were, when stored). The
-     * certificate's public key is then not cached: X509_get0_pubkey() on the result returns NULL,
-     * so set this only for certificates that are serialized and not used further in-process. */
-    bool leaf_fast;
-
     /* Identifiers. */
     uint8_t skid[64];   /* subject key id override (Vault's skid); used when skid_len > 0 */
     size_t skid_len;    /* 0 = SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 (1)) */
@@ -167,8 +171,8 @@ int pki_x509_template_add_other_san(struct pki_x509_template *t,
  * @issuer is the signing CA certificate and @signer its private key; with @issuer NULL the
  * certificate is self-signed (a root) and @signer must be the key of @subject_key. The issuer
  * name comes from @issuer's subject, AKI from its SKI. The signature follows t->signature_bits
- * and t->use_pss for RSA signers (pki_key_sign_ctx_new) and is verified before return unless
- * t->leaf_fast.
+ * and t->use_pss for RSA signers (pki_key_sign_ctx_new) and is verified before return. Leaf
+ * issuance uses the direct writer of cert_der.h, which writes the same bytes.
  * Errors: CF_EINVAL for bad template values ("the value \"%s\" is not a valid IP address",
  * "invalid OID %s", "invalid CIDR %s", "NotAfter is before NotBefore", "unsupported hash
  * signature algorithm: %d", "issuer key does not match issuer certificate"), CF_ECRYPTO when

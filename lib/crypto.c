@@ -30,13 +30,11 @@ static const char CLOAK_AAD[] = "coffer/cloak";
 static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
 static EVP_CIPHER *alg_aes_gcm; /* owned for the process lifetime */
 static EVP_MD *alg_sha256;      /* owned for the process lifetime */
-static EVP_MAC *alg_hmac;       /* owned for the process lifetime */
 
 static void algs_init(void)
 {
     alg_aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     alg_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-    alg_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     ERR_clear_error();
 }
 
@@ -238,6 +236,21 @@ int cf_base64_decode(const char *s, size_t slen, uint8_t **out, size_t *outlen)
     return CF_OK;
 }
 
+/* Feeds n bytes to a digest in int-sized chunks. */
+static bool digest_update(EVP_MD_CTX *ctx, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    while (n > 0) {
+        size_t chunk = n < CHUNK_MAX ? n : CHUNK_MAX;
+        if (EVP_DigestUpdate(ctx, q, chunk) <= 0) {
+            return false;
+        }
+        q += chunk;
+        n -= chunk;
+    }
+    return true;
+}
+
 int cf_sha256(const void *p, size_t n, uint8_t out[32])
 {
     EVP_MD_CTX *ctx = NULL;
@@ -255,14 +268,8 @@ int cf_sha256(const void *p, size_t n, uint8_t out[32])
     if (EVP_DigestInit_ex2(ctx, alg_sha256, NULL) <= 0) {
         goto out;
     }
-    const uint8_t *q = p;
-    while (n > 0) {
-        size_t chunk = n < CHUNK_MAX ? n : CHUNK_MAX;
-        if (EVP_DigestUpdate(ctx, q, chunk) <= 0) {
-            goto out;
-        }
-        q += chunk;
-        n -= chunk;
+    if (!digest_update(ctx, p, n)) {
+        goto out;
     }
     unsigned int mdlen = 0;
     if (EVP_DigestFinal_ex(ctx, out, &mdlen) <= 0 || mdlen != 32) {
@@ -277,49 +284,50 @@ out:
     return rv;
 }
 
+/* HMAC (RFC 2104) over the SHA-256 fetched once: H(K^opad || H(K^ipad || m)). OpenSSL's
+ * EVP_MAC fetches its digest by name on every init, which cost more than the hashing on the
+ * per-request token lookup. */
 int cf_hmac_sha256(const uint8_t *key, size_t klen, const void *p, size_t n, uint8_t out[32])
 {
-    static const uint8_t empty_key[1] = {0};
-    EVP_MAC_CTX *ctx = NULL;
-    int rv = CF_ECRYPTO;
+    enum { BLOCK = 64 };
+    uint8_t k0[BLOCK] = {0};
+    uint8_t pad[BLOCK];
+    uint8_t inner[32];
     algs_load();
-    if (alg_hmac == NULL) {
+    if (alg_sha256 == NULL) {
         return CF_ECRYPTO;
     }
-    ERR_clear_error();
-    ctx = EVP_MAC_CTX_new(alg_hmac);
-    if (ctx == NULL) {
-        rv = CF_ENOMEM;
-        goto out;
+    int rv = CF_OK;
+    if (klen > BLOCK) {
+        rv = cf_sha256(key, klen, k0);
+    } else if (klen > 0) {
+        memcpy(k0, key, klen);
     }
-    OSSL_PARAM params[2];
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA2-256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    /* A NULL key means "keep the previous key" to EVP_MAC_init, so an empty key needs a
-     * non-NULL pointer. */
-    if (EVP_MAC_init(ctx, klen == 0 ? empty_key : key, klen, params) <= 0) {
-        goto out;
-    }
-    const uint8_t *q = p;
-    while (n > 0) {
-        size_t chunk = n < CHUNK_MAX ? n : CHUNK_MAX;
-        if (EVP_MAC_update(ctx, q, chunk) <= 0) {
-            goto out;
-        }
-        q += chunk;
-        n -= chunk;
-    }
-    size_t maclen = 0;
-    if (EVP_MAC_final(ctx, out, &maclen, 32) <= 0 || maclen != 32) {
-        goto out;
-    }
-    rv = CF_OK;
-out:
-    EVP_MAC_CTX_free(ctx);
     if (rv != CF_OK) {
-        ERR_clear_error();
+        return rv;
     }
-    return rv;
+    ERR_clear_error();
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int mdlen = 0;
+    bool ok = ctx != NULL;
+    for (int round = 0; ok && round < 2; round++) {
+        for (size_t i = 0; i < BLOCK; i++) {
+            pad[i] = k0[i] ^ (round == 0 ? 0x36 : 0x5c);
+        }
+        ok = EVP_DigestInit_ex2(ctx, alg_sha256, NULL) > 0 &&
+             EVP_DigestUpdate(ctx, pad, BLOCK) > 0 &&
+             (round == 0 ? digest_update(ctx, p, n) : EVP_DigestUpdate(ctx, inner, 32) > 0) &&
+             EVP_DigestFinal_ex(ctx, round == 0 ? inner : out, &mdlen) > 0 && mdlen == 32;
+    }
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_cleanse(k0, sizeof(k0));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(inner, sizeof(inner));
+    if (!ok) {
+        ERR_clear_error();
+        return ctx == NULL ? CF_ENOMEM : CF_ECRYPTO;
+    }
+    return CF_OK;
 }
 
 /* Feeds n bytes through EVP_CipherUpdate in int-sized chunks; out == NULL feeds AAD. */

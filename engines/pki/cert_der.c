@@ -888,6 +888,20 @@ static int build(const struct pki_x509_template *t,
     return pki_der_close(out, m_cert);
 }
 
+/* Whether t's signature choice comes to the signer's default algorithm (so the prepared
+ * context applies): the same signature OID, and never PSS (whose parameters are the context's). */
+static bool uses_default_algorithm(const struct pki_x509_template *t, EVP_PKEY *signer)
+{
+    char errmsg[CF_ERRMSG_SIZE];
+    int want = NID_undef;
+    int dflt = NID_undef;
+    bool null_param = false;
+    return pki_key_signature_nid(signer, t->signature_bits, t->use_pss, &want, &null_param,
+                                 errmsg) == CF_OK &&
+           pki_key_signature_nid(signer, 0, false, &dflt, &null_param, errmsg) == CF_OK &&
+           want == dflt;
+}
+
 int pki_cert_der_build(const struct pki_x509_template *t,
                        const uint8_t *spki,
                        size_t spki_len,
@@ -902,7 +916,15 @@ int pki_cert_der_build(const struct pki_x509_template *t,
     }
     ERR_clear_error();
     EVP_MD_CTX *mctx = NULL;
-    int rv = pki_key_sign_ctx_new(is->key, t->signature_bits, t->use_pss, &mctx, errmsg);
+    int rv = CF_OK;
+    if (is->sign_default != NULL && uses_default_algorithm(t, is->key)) {
+        mctx = EVP_MD_CTX_new();
+        if (mctx == NULL || EVP_MD_CTX_copy_ex(mctx, is->sign_default) != 1) {
+            rv = cf_err_from_ossl(errmsg, "copy signing context");
+        }
+    } else {
+        rv = pki_key_sign_ctx_new(is->key, t->signature_bits, t->use_pss, &mctx, errmsg);
+    }
     if (rv == CF_OK) {
         rv = build(t, spki, spki_len, is, mctx, out, serial, errmsg);
     }

@@ -31,6 +31,10 @@ struct pki_cert_issuer
     const uint8_t *skid; /* its subject key identifier; skid_len 0 = no AKI (as Go) */
     size_t skid_len;
     EVP_PKEY *key; /* the issuer's private key; borrowed */
+    /* optional: a signing context for key with the default algorithm (signature_bits 0, no
+     * PSS), copied for each signature that uses that algorithm instead of being set up anew;
+     * only read, so one template serves every thread */
+    const EVP_MD_CTX *sign_default;
 };
 
 /*

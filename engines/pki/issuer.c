@@ -157,6 +157,9 @@ static int parse_key(struct pki_engine *e, const char *skey, struct pki_key_ent 
         if (out->name == NULL) {
             rv = CF_ENOMEM;
         }
+        if (pki_key_sign_ctx_new(out->pkey, 0, false, &out->sign_default, errmsg) != CF_OK) {
+            out->sign_default = NULL; /* each signature then makes its own */
+        }
     } else {
         CF_LOG(CF_LOG_WARN, "skipping unreadable key entry %s: %s", skey, errmsg);
     }
@@ -379,6 +382,7 @@ void pki_snap_release(struct pki_snap *s)
     for (size_t i = 0; i < s->n_keys; i++) {
         cf_free(s->keys[i].name);
         EVP_PKEY_free(s->keys[i].pkey);
+        EVP_MD_CTX_free(s->keys[i].sign_default);
     }
     cf_free(s->keys);
     for (size_t i = 0; i < s->n_src; i++) {
@@ -420,6 +424,7 @@ static struct pki_snap *snap_build(struct pki_engine *e, struct src_list *l)
             } else {
                 cf_free(s->keys[s->n_keys].name);
                 EVP_PKEY_free(s->keys[s->n_keys].pkey);
+                EVP_MD_CTX_free(s->keys[s->n_keys].sign_default);
                 memset(&s->keys[s->n_keys], 0, sizeof(s->keys[0]));
             }
         }

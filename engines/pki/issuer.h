@@ -51,6 +51,9 @@ struct pki_key_ent
     int bits;
     EVP_PKEY *pkey; /* owned reference */
     char fingerprint[PKI_KEY_FINGERPRINT_SIZE];
+    /* owned: a signing context with the default algorithm (signature_bits 0, no PSS), copied
+     * per signature (cert_der.h); NULL when it could not be made */
+    EVP_MD_CTX *sign_default;
 };
 
 struct pki_issuer

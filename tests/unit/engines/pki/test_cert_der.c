@@ -96,6 +96,7 @@ struct issuer
     uint8_t *name;
     size_t name_len;
     struct pki_cert_issuer ci;
+    EVP_MD_CTX *sign_default;
 };
 
 static void issuer_init(struct issuer *is, X509 *cert, EVP_PKEY *key)
@@ -115,11 +116,20 @@ static void issuer_init(struct issuer *is, X509 *cert, EVP_PKEY *key)
     is->ci.skid = skid != NULL ? ASN1_STRING_get0_data(skid) : NULL;
     is->ci.skid_len = skid != NULL ? (size_t)ASN1_STRING_length(skid) : 0;
     is->ci.key = key;
+    /* As the snapshot prepares it; the bare issuer below signs without one. */
+    char errmsg[CF_ERRMSG_SIZE];
+    is->sign_default = NULL;
+    if (X509_get0_subject_key_id(cert) != NULL) {
+        assert_int_equal(pki_key_sign_ctx_new(key, 0, false, &is->sign_default, errmsg), CF_OK);
+    }
+    ERR_clear_error();
+    is->ci.sign_default = is->sign_default;
 }
 
 static void issuer_close(struct issuer *is)
 {
     cf_free(is->name);
+    EVP_MD_CTX_free(is->sign_default);
     X509_free(is->cert);
     EVP_PKEY_free(is->key);
 }

@@ -20,6 +20,37 @@ static inline bool needs_escape(uint8_t c)
     return c < 0x20 || c == '"' || c == '\\';
 }
 
+/* A word with each byte equal to b. */
+#define BYTES(b) ((uint64_t)0x0101010101010101ull * (uint8_t)(b))
+
+/* Whether any byte of the word needs escaping: below 0x20 (the classic "has less than" test;
+ * exact for a bound below 0x80), or equal to '"' or '\\' (a zero byte after xor). */
+static inline bool word_needs_escape(uint64_t v)
+{
+    const uint64_t high = BYTES(0x80);
+    uint64_t q = v ^ BYTES('"');
+    uint64_t b = v ^ BYTES('\\');
+    return (((v - BYTES(0x20)) & ~v) | ((q - BYTES(1)) & ~q) | ((b - BYTES(1)) & ~b)) & high;
+}
+
+/* The end of the run of bytes from p that need no escaping: eight at a time while no byte in
+ * the word needs it, then byte by byte. */
+static const uint8_t *plain_run(const uint8_t *p, const uint8_t *end)
+{
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, sizeof(v));
+        if (word_needs_escape(v)) {
+            break;
+        }
+        p += 8;
+    }
+    while (p < end && !needs_escape(*p)) {
+        p++;
+    }
+    return p;
+}
+
 static int put_string(struct cf_buf *out, const char *s, size_t n)
 {
     /* Worst case 6 bytes per input byte, plus the quotes. */
@@ -32,9 +63,7 @@ static int put_string(struct cf_buf *out, const char *s, size_t n)
     const uint8_t *end = p + n;
     while (p < end) {
         const uint8_t *run = p;
-        while (p < end && !needs_escape(*p)) {
-            p++;
-        }
+        p = plain_run(p, end);
         if (p > run) {
             rv = cf_buf_append(out, run, (size_t)(p - run));
             if (rv != CF_OK) {

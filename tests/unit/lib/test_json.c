@@ -131,6 +131,28 @@ static void test_random_trees(void **state)
     }
 }
 
+/* Long plain runs (the dumper scans them eight bytes at a time) with one byte that needs
+ * escaping at every position, beside DEL and ASCII that do not. */
+static void test_escape_positions(void **state)
+{
+    (void)state;
+    static const char specials[] = {'"', '\\', '\n', '\0', 0x01, 0x1f, '\t'};
+    static const char plain[] = "Ab/~ \x7fzZ09-_.:=+";
+    char s[48];
+    for (size_t k = 0; k < sizeof(specials); k++) {
+        for (size_t pos = 0; pos < sizeof(s); pos++) {
+            for (size_t i = 0; i < sizeof(s); i++) {
+                s[i] = plain[i % (sizeof(plain) - 1)];
+            }
+            s[pos] = specials[k];
+            json_t *j = json_stringn(s, sizeof(s));
+            assert_non_null(j);
+            same_as_jansson(j);
+            json_decref(j);
+        }
+    }
+}
+
 static void test_too_deep(void **state)
 {
     (void)state;
@@ -176,9 +198,8 @@ int main(void)
 {
     json_set_alloc_funcs(cf_malloc, cf_free);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixed_values),
-        cmocka_unit_test(test_random_trees),
-        cmocka_unit_test(test_too_deep),
+        cmocka_unit_test(test_fixed_values),     cmocka_unit_test(test_random_trees),
+        cmocka_unit_test(test_escape_positions), cmocka_unit_test(test_too_deep),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

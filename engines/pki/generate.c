@@ -48,6 +48,7 @@ struct gen_job
     X509 **issuer_chain;  /* sign-intermediate: references */
     size_t n_issuer_chain;
     X509_REQ *csr;     /* sign-intermediate input */
+    EVP_PKEY *csr_key; /* its public key */
     X509 *self_issued; /* sign-self-issued input */
     enum pki_format fmt;
     enum pki_key_format key_fmt;
@@ -78,6 +79,7 @@ static void job_free(struct gen_job *j)
     }
     cf_free(j->issuer_chain);
     X509_REQ_free(j->csr);
+    EVP_PKEY_free(j->csr_key);
     X509_free(j->self_issued);
     cf_free(j->issuer_name);
     cf_free(j->key_name);
@@ -243,8 +245,8 @@ static void gen_work(void *arg)
             break;
         case GEN_SIGN_INTERMEDIATE:
             if (rv == CF_OK) {
-                rv = pki_x509_cert_build(&j->t, X509_REQ_get0_pubkey(j->csr), j->issuer_cert,
-                                         j->issuer_key, &j->cert, j->errmsg);
+                rv = pki_x509_cert_build(&j->t, j->csr_key, j->issuer_cert, j->issuer_key, &j->cert,
+                                         j->errmsg);
             }
             break;
         case GEN_SIGN_SELF_ISSUED:
@@ -714,7 +716,7 @@ static void sign_intermediate(struct pki_engine *e, struct node_request *req, co
         rv = CF_EINVAL;
     }
     if (rv == CF_OK) {
-        rv = pki_x509_csr_parse(csr, strlen(csr), &j->csr, j->errmsg);
+        rv = pki_x509_csr_parse(csr, strlen(csr), &j->csr, &j->csr_key, j->errmsg);
     }
     if (rv == CF_OK) {
         rv = pki_params_format(d, &j->fmt, j->errmsg);
@@ -722,7 +724,7 @@ static void sign_intermediate(struct pki_engine *e, struct node_request *req, co
     enum pki_key_type kt = PKI_KEY_RSA;
     int bits = 0;
     if (rv == CF_OK) {
-        rv = pki_key_describe(X509_REQ_get0_pubkey(j->csr), &kt, &bits, j->errmsg);
+        rv = pki_key_describe(j->csr_key, &kt, &bits, j->errmsg);
     }
     if (rv == CF_OK) {
         rv = pki_key_check_minimum(kt, bits, j->errmsg);

@@ -441,6 +441,7 @@ static void issue_work(void *arg)
     struct pki_x509_template t;
     pki_x509_template_init(&t);
     X509_REQ *csr = NULL;
+    EVP_PKEY *csr_key = NULL;
     struct pki_leaf_key newkey;
     bool have_key = false;
     struct cf_buf spki;
@@ -463,10 +464,10 @@ static void issue_work(void *arg)
             cf_errmsg_printf(j->errmsg, "\"csr\" is empty");
             rv = CF_EINVAL;
         } else {
-            rv = pki_x509_csr_parse(pem, strlen(pem), &csr, j->errmsg);
+            rv = pki_x509_csr_parse(pem, strlen(pem), &csr, &csr_key, j->errmsg);
         }
         if (rv == CF_OK) {
-            rv = check_csr_key(j, X509_REQ_get0_pubkey(csr));
+            rv = check_csr_key(j, csr_key);
         }
     } else if (rv == CF_OK) {
         const char *rkt = json_string_value(json_object_get(d, "key_type"));
@@ -541,7 +542,7 @@ static void issue_work(void *arg)
         have_key = rv == CF_OK;
     }
     if (rv == CF_OK && csr != NULL) {
-        rv = pki_key_spki_der(X509_REQ_get0_pubkey(csr), &spki);
+        rv = pki_key_spki_der(csr_key, &spki);
         if (rv != CF_OK) {
             cf_errmsg_printf(j->errmsg, "encode public key: %s", cf_strerror(rv));
         }
@@ -586,6 +587,7 @@ static void issue_work(void *arg)
     cf_buf_close(&spki);
     cf_buf_close(&der);
     X509_REQ_free(csr);
+    EVP_PKEY_free(csr_key);
     pki_x509_template_close(&t);
     j->rv = rv;
 }

@@ -173,6 +173,17 @@ int pki_key_ec_raw_private_der(int curve,
                                bool pkcs8,
                                struct cf_buf *out);
 
+/* Direct decoding (csr_key.c). A library context with no providers: requests parsed in it keep
+ * their public key undecoded (OSSL_DECODER's set-up costs more than the signature check).
+ * NULL when it cannot be made. */
+OSSL_LIB_CTX *pki_key_bare_libctx(void);
+
+/* Builds the public key of @pub from its parameters: EC on P-224/P-256/P-384/P-521 (the
+ * point's form kept), RSA, Ed25519. *out is a new key (EVP_PKEY_free). CF_EUNSUPPORTED for
+ * other keys and CF_EMALFORMED for values OpenSSL refuses; the caller then decodes with
+ * OpenSSL's decoders, which give the usual errors. */
+int pki_key_from_spki_params(X509_PUBKEY *pub, EVP_PKEY **out);
+
 /*
  * A leaf's new key (issue/:role). EC keys are made directly: a random scalar below the curve's
  * order and its public point from one curve group shared by every thread, without an EVP_PKEY

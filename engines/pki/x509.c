@@ -1171,10 +1171,52 @@ static bool csr_sig_alg_ok(const X509_REQ *req)
     return md_ok && (pk == NID_rsaEncryption || pk == NID_X9_62_id_ecPublicKey);
 }
 
-int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, char *errmsg)
+/* Decodes the request's DER: in the provider-less context with the key built from its
+ * parameters when that covers the key, else with OpenSSL's decoders. NULL *req on bad DER. */
+static int csr_decode(const uint8_t *der, long len, X509_REQ **req, EVP_PKEY **key, char *errmsg)
+{
+    OSSL_LIB_CTX *bare = pki_key_bare_libctx();
+    for (int pass = bare != NULL ? 0 : 1; pass < 2; pass++) {
+        const unsigned char *p = der;
+        *req = pass == 0 ? (X509_REQ *)ASN1_item_d2i_ex(NULL, &p, len, ASN1_ITEM_rptr(X509_REQ),
+                                                        bare, NULL)
+                         : d2i_X509_REQ(NULL, &p, len);
+        if (*req == NULL) {
+            cf_err_from_ossl(errmsg, "decode");
+            cf_errmsg_wrapf(errmsg, "certificate request could not be parsed");
+            return CF_EMALFORMED;
+        }
+        if (p != der + len) {
+            cf_errmsg_printf(errmsg, "certificate request could not be parsed: trailing data");
+            return CF_EMALFORMED;
+        }
+        ERR_clear_error();
+        if (pass == 0 && pki_key_from_spki_params(X509_REQ_get_X509_PUBKEY(*req), key) == CF_OK) {
+            return CF_OK;
+        }
+        if (pass == 1) {
+            *key = X509_REQ_get0_pubkey(*req);
+            if (*key == NULL || EVP_PKEY_up_ref(*key) != 1) {
+                ERR_clear_error();
+                *key = NULL;
+                cf_errmsg_printf(errmsg,
+                                 "certificate request could not be parsed: public key could not "
+                                 "be decoded");
+                return CF_EMALFORMED;
+            }
+            return CF_OK;
+        }
+        X509_REQ_free(*req);
+        *req = NULL;
+    }
+    return CF_EMALFORMED; /* not reached */
+}
+
+int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, EVP_PKEY **key, char *errmsg)
 {
     int rv = CF_OK;
     X509_REQ *req = NULL;
+    EVP_PKEY *pk = NULL;
     struct pem_block b = {0};
     ERR_clear_error();
     BIO *bio = mem_bio(pem, len, errmsg, &rv);
@@ -1195,17 +1237,8 @@ int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, char *errmsg
         rv = CF_EMALFORMED;
         goto out;
     }
-    const unsigned char *p = b.data;
-    req = d2i_X509_REQ(NULL, &p, b.len);
-    if (req == NULL) {
-        cf_err_from_ossl(errmsg, "decode");
-        cf_errmsg_wrapf(errmsg, "certificate request could not be parsed");
-        rv = CF_EMALFORMED;
-        goto out;
-    }
-    if (p != b.data + b.len) {
-        cf_errmsg_printf(errmsg, "certificate request could not be parsed: trailing data");
-        rv = CF_EMALFORMED;
+    rv = csr_decode(b.data, b.len, &req, &pk, errmsg);
+    if (rv != CF_OK) {
         goto out;
     }
     if (pem_next(bio, &b) != 0) {
@@ -1213,26 +1246,21 @@ int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, char *errmsg
         rv = CF_EMALFORMED;
         goto out;
     }
-    EVP_PKEY *pk = X509_REQ_get0_pubkey(req);
-    if (pk == NULL) {
-        ERR_clear_error();
-        cf_errmsg_printf(errmsg,
-                         "certificate request could not be parsed: public key could not be "
-                         "decoded");
-        rv = CF_EMALFORMED;
-        goto out;
-    }
-    if (!csr_sig_alg_ok(req) || X509_REQ_verify(req, pk) != 1) {
+    /* Verified in the default context whichever context the request was parsed in. */
+    if (!csr_sig_alg_ok(req) || X509_REQ_verify_ex(req, pk, NULL, NULL) != 1) {
         ERR_clear_error();
         cf_errmsg_printf(errmsg, "request signature invalid");
         rv = CF_EMALFORMED;
         goto out;
     }
     *out = req;
+    *key = pk;
     req = NULL;
+    pk = NULL;
 out:
     pem_block_clear(&b);
     X509_REQ_free(req);
+    EVP_PKEY_free(pk);
     BIO_free(bio);
     return rv;
 }

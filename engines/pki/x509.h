@@ -199,15 +199,17 @@ int pki_x509_csr_create(const struct pki_x509_template *t,
 
 /*
  * Parses exactly one PEM certificate request ("CERTIFICATE REQUEST" or "NEW CERTIFICATE
- * REQUEST") and verifies its self-signature. Errors (CF_EMALFORMED): "csr contains no data"
- * when there is no PEM block, "certificate request could not be parsed: %s" for bad DER, a
- * wrong block type or an undecodable public key, "csr contains more than one PEM block",
- * "request signature invalid" when the signature does not verify or uses an algorithm Go
- * refuses (MD5, SHA-224, DSA). SHA-1 signed requests are accepted as Vault does (the signature
- * only proves possession of the key); we never sign with SHA-1.
- * *out is a new request (X509_REQ_free).
+ * REQUEST"), reads its public key into *key and verifies its self-signature. Errors
+ * (CF_EMALFORMED): "csr contains no data" when there is no PEM block, "certificate request could
+ * not be parsed: %s" for bad DER, a wrong block type or an undecodable public key, "csr contains
+ * more than one PEM block", "request signature invalid" when the signature does not verify or uses
+ * an algorithm Go refuses (MD5, SHA-224, DSA). SHA-1 signed requests are accepted as Vault does
+ * (the signature only proves possession of the key); we never sign with SHA-1. *out is a new
+ * request (X509_REQ_free) and *key a new reference to its public key (EVP_PKEY_free); use it, not
+ * X509_REQ_get0_pubkey, which may be NULL (the key is read directly from its parameters when it can
+ * be, see pki_key_from_spki_params).
  */
-int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, char *errmsg);
+int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, EVP_PKEY **key, char *errmsg);
 
 /*
  * Reads a parsed request into @t (which must be initialised and is added to): every subject
@@ -216,7 +218,7 @@ int pki_x509_csr_parse(const char *pem, size_t len, X509_REQ **out, char *errmsg
  * others into ext_key_usage_oids), BasicConstraints (has_basic_constraints, is_ca,
  * max_path_length). A duplicated or undecodable extension fails with CF_EMALFORMED and
  * "certificate request could not be parsed: bad %s extension"; strings with NUL bytes are
- * refused the same way. The public key is X509_REQ_get0_pubkey(req).
+ * refused the same way.
  */
 int pki_x509_csr_read(X509_REQ *req, struct pki_x509_template *t, char *errmsg);
 

@@ -3,8 +3,9 @@
  * pki_x509_csr_read), PEM bundles (pki_x509_bundle_parse, pki_x509_cert_from_pem), PEM private
  * keys (pki_key_from_pem) and user-given serials (pki_x509_serial_normalize). A CSR that parses
  * is also signed into a certificate by a fixed test CA, so values read from the request go
- * through the extension builders. ASan/UBSan and the allocation counter catch crashes, overflows
- * and leaks; a successful parse that returns inconsistent results aborts.
+ * through the extension builders, once with OpenSSL's encoder and once with the direct DER
+ * writer (cert_der.h), which must agree byte for byte. ASan/UBSan and the allocation counter catch
+ * crashes, overflows and leaks; a successful parse that returns inconsistent results aborts.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -14,9 +15,12 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
+#include "engines/pki/cert_der.h"
 #include "engines/pki/key.h"
 #include "engines/pki/x509.h"
+#include "lib/buf.h"
 #include "lib/err.h"
 #include "lib/mem.h"
 
@@ -48,12 +52,65 @@ static void ca_init(void)
     pki_x509_template_close(&t);
 }
 
+/* The direct DER writer (cert_der.h) must agree with pki_x509_cert_build on the same template:
+ * both refuse, or both succeed with the same TBSCertificate. */
+static void compare_der(const struct pki_x509_template *t, EVP_PKEY *key, X509 *ref, int ref_rv)
+{
+    static uint8_t *name;
+    static int name_len;
+    char errmsg[CF_ERRMSG_SIZE];
+    if (name == NULL) {
+        name_len = i2d_X509_NAME(X509_get_subject_name(ca_cert), &name);
+        if (name_len <= 0) {
+            abort();
+        }
+    }
+    const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(ca_cert);
+    struct pki_cert_issuer ci = {
+        .name_der = name,
+        .name_len = (size_t)name_len,
+        .skid = ASN1_STRING_get0_data(skid),
+        .skid_len = (size_t)ASN1_STRING_length(skid),
+        .key = ca_key,
+    };
+    struct cf_buf spki;
+    cf_buf_init(&spki);
+    struct cf_buf der;
+    cf_buf_init(&der);
+    char serial[PKI_X509_SERIAL_HEX_SIZE];
+    int rv = pki_key_spki_der(key, &spki);
+    if (rv == CF_OK) {
+        rv = pki_cert_der_build(t, spki.data, spki.len, &ci, &der, serial, errmsg);
+    }
+    if ((rv == CF_OK) != (ref_rv == CF_OK)) {
+        abort();
+    }
+    if (rv == CF_OK) {
+        const unsigned char *p = der.data;
+        X509 *got = d2i_X509(NULL, &p, (long)der.len);
+        unsigned char *a = NULL;
+        unsigned char *b = NULL;
+        int al = got != NULL ? i2d_re_X509_tbs(got, &a) : -1;
+        int bl = i2d_re_X509_tbs(ref, &b);
+        if (got == NULL || al <= 0 || al != bl || memcmp(a, b, (size_t)al) != 0 ||
+            X509_verify(got, ca_key) != 1) {
+            abort();
+        }
+        OPENSSL_free(a);
+        OPENSSL_free(b);
+        X509_free(got);
+    }
+    cf_buf_close(&spki);
+    cf_buf_close(&der);
+}
+
 static void fuzz_csr(const char *text, size_t size)
 {
     char errmsg[CF_ERRMSG_SIZE];
     X509_REQ *req = NULL;
-    if (pki_x509_csr_parse(text, size, &req, errmsg) != CF_OK) {
-        if (req != NULL || errmsg[0] == '\0') {
+    EVP_PKEY *key = NULL;
+    if (pki_x509_csr_parse(text, size, &req, &key, errmsg) != CF_OK) {
+        if (req != NULL || key != NULL || errmsg[0] == '\0') {
             abort();
         }
         return;
@@ -64,18 +121,22 @@ static void fuzz_csr(const char *text, size_t size)
         t.is_ca = false;
         t.not_before = (int64_t)time(NULL);
         t.not_after = t.not_before + 60;
+        memcpy(t.serial, "\x42\x01\x02\x03\x04\x05\x06\x07", 8);
+        t.serial_len = 8;
         X509 *x = NULL;
-        if (pki_x509_cert_build(&t, X509_REQ_get0_pubkey(req), ca_cert, ca_key, &x, errmsg) ==
-            CF_OK) {
+        int rv = pki_x509_cert_build(&t, key, ca_cert, ca_key, &x, errmsg);
+        if (rv == CF_OK) {
             char hex[PKI_X509_SERIAL_HEX_SIZE];
             if (pki_x509_serial_hex(x, hex, errmsg) != CF_OK || X509_verify(x, ca_key) != 1) {
                 abort();
             }
-            X509_free(x);
         }
+        compare_der(&t, key, x, rv);
+        X509_free(x);
     }
     pki_x509_template_close(&t);
     X509_REQ_free(req);
+    EVP_PKEY_free(key);
 }
 
 static void fuzz_bundle(const char *text, size_t size)

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include <openssl/core_names.h>
 #include <openssl/dsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -27,6 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "engines/pki/key.h"
+#include "lib/buf.h"
 #include "engines/pki/x509.h"
 #include "lib/err.h"
 #include "lib/mem.h"
@@ -136,7 +138,9 @@ static void build_chain(struct chain *c)
 
     /* root/sign-intermediate: parse, read the CSR into a template, add CA fields, sign. */
     req = NULL;
-    assert_int_equal(pki_x509_csr_parse(c->csr_pem, strlen(c->csr_pem), &req, errmsg), CF_OK);
+    EVP_PKEY *req_key = NULL;
+    assert_int_equal(pki_x509_csr_parse(c->csr_pem, strlen(c->csr_pem), &req, &req_key, errmsg),
+                     CF_OK);
     pki_x509_template_init(&t);
     assert_int_equal(pki_x509_csr_read(req, &t, errmsg), CF_OK);
     assert_string_equal(t.common_name, "Coffer Intermediate");
@@ -154,11 +158,11 @@ static void build_chain(struct chain *c)
     add(&t.ocsp_servers, "http://pki.example.com/v1/pki/ocsp");
     add(&t.crl_distribution_points, "http://pki.example.com/v1/pki/crl");
     t.signature_bits = 512;
-    assert_int_equal(
-        pki_x509_cert_build(&t, X509_REQ_get0_pubkey(req), c->root, c->root_key, &c->inter, errmsg),
-        CF_OK);
+    assert_int_equal(pki_x509_cert_build(&t, req_key, c->root, c->root_key, &c->inter, errmsg),
+                     CF_OK);
     pki_x509_template_close(&t);
     X509_REQ_free(req);
+    EVP_PKEY_free(req_key);
 
     /* issue: a leaf with every SAN and subject field. */
     pki_x509_template_init(&t);
@@ -728,7 +732,8 @@ static void test_csr_read_openssl_written(void **state)
                          "critical,digitalSignature,keyEncipherment", "serverAuth,1.2.3.4.99",
                          "critical,CA:TRUE,pathlen:3");
     X509_REQ *req = NULL;
-    assert_int_equal(pki_x509_csr_parse(pem, strlen(pem), &req, errmsg), CF_OK);
+    EVP_PKEY *req_key = NULL;
+    assert_int_equal(pki_x509_csr_parse(pem, strlen(pem), &req, &req_key, errmsg), CF_OK);
     struct pki_x509_template t;
     pki_x509_template_init(&t);
     assert_int_equal(pki_x509_csr_read(req, &t, errmsg), CF_OK);
@@ -755,7 +760,8 @@ static void test_csr_read_openssl_written(void **state)
     char fp1[PKI_KEY_FINGERPRINT_SIZE];
     char fp2[PKI_KEY_FINGERPRINT_SIZE];
     assert_int_equal(pki_key_fingerprint(k, fp1, errmsg), CF_OK);
-    assert_int_equal(pki_key_fingerprint(X509_REQ_get0_pubkey(req), fp2, errmsg), CF_OK);
+    assert_int_equal(pki_key_fingerprint(req_key, fp2, errmsg), CF_OK);
+    assert_int_equal(EVP_PKEY_eq(req_key, k), 1);
     assert_string_equal(fp1, fp2);
 
     /* The template read from the CSR round-trips into a certificate (use_csr_values). */
@@ -763,21 +769,23 @@ static void test_csr_read_openssl_written(void **state)
     set_validity(&t, 60);
     X509 *root = make_root(k, "root");
     X509 *leaf = NULL;
-    assert_int_equal(pki_x509_cert_build(&t, X509_REQ_get0_pubkey(req), root, k, &leaf, errmsg),
-                     CF_OK);
+    assert_int_equal(pki_x509_cert_build(&t, req_key, root, k, &leaf, errmsg), CF_OK);
     assert_int_equal(X509_check_host(leaf, "alt.example.com", 0, 0, NULL), 1);
     assert_int_equal(X509_check_ip_asc(leaf, "::1", 0), 1);
     X509_free(leaf);
     X509_free(root);
     pki_x509_template_close(&t);
     X509_REQ_free(req);
+    EVP_PKEY_free(req_key);
     cf_free(pem);
 
     /* A CSR without extensions and an Ed25519 one. */
     EVP_PKEY *ed = gen(PKI_KEY_ED25519, 0);
     pem = ossl_csr(ed, "plain", NULL, NULL, NULL, NULL);
     req = NULL;
-    assert_int_equal(pki_x509_csr_parse(pem, strlen(pem), &req, errmsg), CF_OK);
+    assert_int_equal(pki_x509_csr_parse(pem, strlen(pem), &req, &req_key, errmsg), CF_OK);
+    assert_int_equal(EVP_PKEY_eq(req_key, ed), 1);
+    EVP_PKEY_free(req_key);
     pki_x509_template_init(&t);
     assert_int_equal(pki_x509_csr_read(req, &t, errmsg), CF_OK);
     assert_false(t.has_basic_constraints);
@@ -833,7 +841,9 @@ static void expect_csr_refused(const char *pem, const char *msg)
 {
     char errmsg[CF_ERRMSG_SIZE] = "";
     X509_REQ *req = NULL;
-    int rv = pki_x509_csr_parse(pem, strlen(pem), &req, errmsg);
+    EVP_PKEY *key = NULL;
+    int rv = pki_x509_csr_parse(pem, strlen(pem), &req, &key, errmsg);
+    assert_null(key);
     if (rv != CF_EMALFORMED || strncmp(errmsg, msg, strlen(msg)) != 0) {
         fail_msg("rv=%d errmsg=\"%s\" want \"%s\"", rv, errmsg, msg);
     }
@@ -923,8 +933,10 @@ static void test_csr_refusals(void **state)
     char *s1 = ossl_csr_md(rsa, EVP_sha1(), "x", NULL, NULL, NULL, NULL);
     X509_REQ *ok = NULL;
     char errmsg[CF_ERRMSG_SIZE];
-    assert_int_equal(pki_x509_csr_parse(s1, strlen(s1), &ok, errmsg), CF_OK);
+    EVP_PKEY *ok_key = NULL;
+    assert_int_equal(pki_x509_csr_parse(s1, strlen(s1), &ok, &ok_key, errmsg), CF_OK);
     X509_REQ_free(ok);
+    EVP_PKEY_free(ok_key);
     cf_free(s1);
     EVP_MD *md5 = EVP_MD_fetch(NULL, "MD5", NULL);
     assert_non_null(md5);
@@ -973,6 +985,91 @@ static void test_csr_refusals(void **state)
         "certificate request could not be parsed");
     cf_free(pem);
     EVP_PKEY_free(k);
+}
+
+/* PEM of a request's DER (as written by OpenSSL, possibly altered). */
+static char *der_to_csr_pem(const unsigned char *der, size_t len)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    assert_true(PEM_write_bio(b, "CERTIFICATE REQUEST", "", der, (long)len) > 0);
+    char *bp = NULL;
+    long bl = BIO_get_mem_data(b, &bp);
+    char *s = cf_strndup(bp, (size_t)bl);
+    BIO_free(b);
+    return s;
+}
+
+/* The request's public key is read from its parameters (no OpenSSL decoder: the request's own
+ * X509_PUBKEY stays undecoded) for every key kind Vault issues for, equal to the signer's key
+ * and re-encoded to the same SubjectPublicKeyInfo; other keys go through OpenSSL's decoders. */
+static void test_csr_key_direct(void **state)
+{
+    (void)state;
+    char errmsg[CF_ERRMSG_SIZE];
+    EVP_PKEY *compressed = gen(PKI_KEY_EC, 256);
+    assert_int_equal(
+        EVP_PKEY_set_utf8_string_param(compressed, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                       OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_COMPRESSED),
+        1);
+    EVP_PKEY *keys[] = {gen(PKI_KEY_EC, 224), gen(PKI_KEY_EC, 256),   gen(PKI_KEY_EC, 384),
+                        gen(PKI_KEY_EC, 521), gen(PKI_KEY_RSA, 2048), gen(PKI_KEY_ED25519, 0),
+                        compressed,           EVP_EC_gen("secp256k1")};
+    size_t n = sizeof(keys) / sizeof(keys[0]);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(keys[i]);
+        bool direct = i + 1 < n; /* secp256k1 is left to OpenSSL's decoder */
+        char *pem = ossl_csr(keys[i], "k.example.com", NULL, NULL, NULL, NULL);
+        X509_REQ *req = NULL;
+        EVP_PKEY *key = NULL;
+        assert_int_equal(pki_x509_csr_parse(pem, strlen(pem), &req, &key, errmsg), CF_OK);
+        assert_int_equal(EVP_PKEY_eq(key, keys[i]), 1);
+        if (direct) {
+            assert_null(X509_REQ_get0_pubkey(req));
+        } else {
+            assert_ptr_equal(X509_REQ_get0_pubkey(req), key);
+        }
+        ERR_clear_error();
+        /* The certificate gets the key as OpenSSL encodes it (a compressed point stays so). */
+        struct cf_buf spki;
+        cf_buf_init(&spki);
+        assert_int_equal(pki_key_spki_der(key, &spki), CF_OK);
+        unsigned char *ref = NULL;
+        int rn = i2d_PUBKEY(keys[i], &ref);
+        assert_int_equal(spki.len, (size_t)rn);
+        assert_memory_equal(spki.data, ref, spki.len);
+        OPENSSL_free(ref);
+        cf_buf_close(&spki);
+        X509_REQ_free(req);
+        EVP_PKEY_free(key);
+        cf_free(pem);
+    }
+
+    /* A point that is not on its curve: refused as undecodable, as OpenSSL's decoder does. */
+    char *pem = ossl_csr(keys[1], "k.example.com", NULL, NULL, NULL, NULL);
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509_REQ *req = PEM_read_bio_X509_REQ(b, NULL, NULL, NULL);
+    BIO_free(b);
+    unsigned char *der = NULL;
+    int len = i2d_X509_REQ(req, &der);
+    X509_REQ_free(req);
+    uint8_t point[65];
+    size_t plen = 0;
+    assert_int_equal(EVP_PKEY_get_octet_string_param(keys[1], OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                                     point, sizeof(point), &plen),
+                     1);
+    unsigned char *at = memmem(der, (size_t)len, point, plen);
+    assert_non_null(at);
+    at[plen - 1] ^= 0x01;
+    char *bad = der_to_csr_pem(der, (size_t)len);
+    expect_csr_refused(bad,
+                       "certificate request could not be parsed: public key could not be "
+                       "decoded");
+    cf_free(bad);
+    OPENSSL_free(der);
+    cf_free(pem);
+    for (size_t i = 0; i < n; i++) {
+        EVP_PKEY_free(keys[i]);
+    }
 }
 
 static void test_bundle(void **state)
@@ -1148,7 +1245,9 @@ static void test_alloc_failures(void **state)
     char *csr = ossl_csr(k, "svc", "DNS:a.example.com,IP:10.0.0.1,URI:https://x/y", NULL,
                          "serverAuth,1.2.3.4", NULL);
     X509_REQ *req = NULL;
-    assert_int_equal(pki_x509_csr_parse(csr, strlen(csr), &req, errmsg), CF_OK);
+    EVP_PKEY *req_key = NULL;
+    assert_int_equal(pki_x509_csr_parse(csr, strlen(csr), &req, &req_key, errmsg), CF_OK);
+    EVP_PKEY_free(req_key);
     char *root_pem = NULL;
     assert_int_equal(pki_x509_cert_to_pem(c.root, &root_pem, errmsg), CF_OK);
     char buf[8192];
@@ -1195,6 +1294,7 @@ int main(void)
         cmocka_unit_test(test_csr_read_openssl_written),
         cmocka_unit_test(test_csr_create),
         cmocka_unit_test(test_csr_refusals),
+        cmocka_unit_test(test_csr_key_direct),
         cmocka_unit_test(test_bundle),
         cmocka_unit_test(test_chain_build),
         cmocka_unit_test(test_names_and_serials),

@@ -884,9 +884,13 @@ int node_core_new(uv_loop_t *loop,
     core->expire = node__expire_new(loop, core);
     core->policies = node__policy_store_new();
     core->audit = audit_broker_new(loop);
+    unsigned threads = uv_available_parallelism();
+    if (cf_pool_new(loop, threads > 0 ? threads : 1, &core->pool) != CF_OK) {
+        core->pool = NULL;
+    }
     if (core->expire == NULL || core->policies == NULL || core->audit == NULL ||
-        core->storage_path == NULL || core->node_id == NULL || core->api_addr == NULL ||
-        core->cluster_addr == NULL || core->barrier == NULL ||
+        core->pool == NULL || core->storage_path == NULL || core->node_id == NULL ||
+        core->api_addr == NULL || core->cluster_addr == NULL || core->barrier == NULL ||
         node__seal_health_start(core) != CF_OK) {
         cf_errmsg_printf(errmsg, "out of memory");
         node_core_close(core, NULL, NULL);
@@ -1268,6 +1272,7 @@ struct close_op
     struct node_core *core;
     void (*cb)(void *arg);
     void *arg;
+    int waiting; /* the store and the worker pool, each closing */
 };
 
 static void core_free(struct node_core *core)
@@ -1286,9 +1291,13 @@ static void core_free(struct node_core *core)
     cf_free(core);
 }
 
-static void store_closed_cb(void *arg)
+/* The store and the worker pool close concurrently; the core goes when both have. */
+static void part_closed_cb(void *arg)
 {
     struct close_op *op = arg;
+    if (--op->waiting > 0) {
+        return;
+    }
     core_free(op->core);
     if (op->cb != NULL) {
         op->cb(op->arg);
@@ -1310,13 +1319,6 @@ void node_core_close(struct node_core *core, void (*cb)(void *arg), void *arg)
         uv_close((uv_handle_t *)core->ha_timer, (uv_close_cb)cf_free);
         core->ha_timer = NULL;
     }
-    if (core->store == NULL) {
-        core_free(core);
-        if (cb != NULL) {
-            cb(arg);
-        }
-        return;
-    }
     struct close_op *op = cf_calloc(1, sizeof(*op));
     if (op == NULL) {
         cf_oom_abort();
@@ -1324,6 +1326,16 @@ void node_core_close(struct node_core *core, void (*cb)(void *arg), void *arg)
     op->core = core;
     op->cb = cb;
     op->arg = arg;
-    struct rft_store *s = core->store;
-    rft_store_close(s, store_closed_cb, op);
+    /* Work already running finishes and its completion runs while the core is whole; work
+     * not yet started completes with CF_ECANCELED. */
+    op->waiting = 1 + (core->pool != NULL) + (core->store != NULL);
+    if (core->pool != NULL) {
+        struct cf_pool *pool = core->pool;
+        core->pool = NULL;
+        cf_pool_close(pool, part_closed_cb, op);
+    }
+    if (core->store != NULL) {
+        rft_store_close(core->store, part_closed_cb, op);
+    }
+    part_closed_cb(op);
 }

@@ -49,28 +49,12 @@ bool node_engine_path_matches(const char *const *patterns, const char *rel_path)
     return false;
 }
 
+/* A job the pool would not take, whose after callback runs from the loop. */
 struct view_work
 {
-    uv_work_t req;
-    void (*work)(void *arg);
     void (*after)(void *arg, int status);
     void *arg;
 };
-
-static void work_run(uv_work_t *req)
-{
-    struct view_work *w = req->data;
-    w->work(w->arg);
-}
-
-static void work_after(uv_work_t *req, int status)
-{
-    struct view_work *w = req->data;
-    void (*after)(void *, int) = w->after;
-    void *arg = w->arg;
-    cf_free(w);
-    after(arg, status == 0 ? CF_OK : CF_ECANCELED);
-}
 
 static void work_fail(void *arg, int status)
 {
@@ -86,18 +70,18 @@ void node_view_work(struct node_view *v,
                     void (*after)(void *arg, int status),
                     void *arg)
 {
+    int rv = v->core->pool != NULL ? cf_pool_submit(v->core->pool, work, after, arg) : CF_ECANCELED;
+    if (rv == CF_OK) {
+        return;
+    }
+    /* The after callback still runs, from the loop, as with a job that was cancelled. */
     struct view_work *w = cf_calloc(1, sizeof(*w));
     if (w == NULL) {
         cf_oom_abort();
     }
-    w->req.data = w;
-    w->work = work;
     w->after = after;
     w->arg = arg;
-    int rv = uv_queue_work(v->core->loop, &w->req, work_run, work_after);
-    if (rv != 0) {
-        node__defer(v->core, work_fail, w, CF_EIO);
-    }
+    node__defer(v->core, work_fail, w, rv);
 }
 
 struct node_timer

@@ -14,6 +14,7 @@
 
 #include "lib/err.h"
 #include "lib/mem.h"
+#include "lib/pool.h"
 #include "node/core.h"
 #include "node/engine.h"
 #include "node/seal.h"
@@ -95,6 +96,7 @@ struct node_core
     char *cluster_addr;
 
     struct rft_store *store;
+    struct cf_pool *pool; /* CPU work of engines (node_view_work); libuv's pool stays for I/O */
     struct barrier *barrier;
     const struct node_engine_ops *engines[NODE_MAX_ENGINES];
     size_t n_engines;

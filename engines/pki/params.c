@@ -448,6 +448,13 @@ static char *chain_text(const struct chain_in *c, size_t i, enum pki_format fmt,
     return cert_text(c->certs[i], fmt, errmsg);
 }
 
+/* A JSON string of PEM or base64 text, which is ASCII by construction (jansson's UTF-8 check
+ * of every byte is skipped). */
+static json_t *ascii(const char *s)
+{
+    return json_stringn_nocheck(s, strlen(s));
+}
+
 /* Assembles the response data from the parts; consumes in->text and in->keytext. */
 static json_t *cert_data(struct leaf_in *in,
                          const struct chain_in *c,
@@ -474,7 +481,7 @@ static json_t *cert_data(struct leaf_in *in,
             continue;
         }
         char *t = chain_text(c, i, fmt, errmsg);
-        ok = t != NULL && json_array_append_new(chain, json_string(t)) == 0;
+        ok = t != NULL && json_array_append_new(chain, ascii(t)) == 0;
         if (ok && fmt == PKI_FORMAT_PEM_BUNDLE) {
             ok = cf_buf_append(&bundle, "\n", 1) == CF_OK &&
                  cf_buf_append(&bundle, t, strlen(t)) == CF_OK;
@@ -487,8 +494,8 @@ static json_t *cert_data(struct leaf_in *in,
     if (ok) {
         ok = json_object_set_new(
                  d, "certificate",
-                 json_string(fmt == PKI_FORMAT_PEM_BUNDLE ? (char *)bundle.data : in->text)) == 0 &&
-             json_object_set_new(d, "issuing_ca", json_string(issuing)) == 0 &&
+                 ascii(fmt == PKI_FORMAT_PEM_BUNDLE ? (char *)bundle.data : in->text)) == 0 &&
+             json_object_set_new(d, "issuing_ca", ascii(issuing)) == 0 &&
              json_object_set_new(d, "serial_number", json_string(in->serial)) == 0 &&
              json_object_set_new(d, "expiration", json_integer(in->expiration)) == 0;
     }
@@ -496,7 +503,7 @@ static json_t *cert_data(struct leaf_in *in,
         ok = json_object_set(d, "ca_chain", chain) == 0;
     }
     if (ok && in->keytext != NULL) {
-        ok = json_object_set_new(d, "private_key", json_string(in->keytext)) == 0 &&
+        ok = json_object_set_new(d, "private_key", ascii(in->keytext)) == 0 &&
              json_object_set_new(d, "private_key_type", json_string(in->key_type)) == 0;
     }
     if (in->keytext != NULL) {

@@ -38,13 +38,6 @@
 #define GN_URI PKI_DER_IMPLICIT(6)
 #define GN_IP PKI_DER_IMPLICIT(7)
 
-/* Named extended key usages, in PKI_EKU_ bit order. */
-static const int eku_nids[] = {
-    NID_anyExtendedKeyUsage, NID_server_auth,    NID_client_auth, NID_code_sign,
-    NID_email_protect,       NID_ipsecEndSystem, NID_ipsecTunnel, NID_ipsecUser,
-    NID_time_stamp,          NID_OCSP_sign,      NID_ms_sgc,      NID_ns_sgc,
-};
-#define N_EKU (sizeof(eku_nids) / sizeof(eku_nids[0]))
 #define N_KU 9
 
 /* A dotted OID from a request (policy, EKU, otherName type). */
@@ -317,9 +310,9 @@ static int ext_eku(struct cf_buf *b, const struct pki_x509_template *t, char *er
     if (rv == CF_OK) {
         rv = pki_der_open(b, PKI_DER_SEQUENCE, &m);
     }
-    for (size_t i = 0; rv == CF_OK && i < N_EKU; i++) {
+    for (unsigned i = 0; rv == CF_OK && pki_x509_eku_nid(i) != NID_undef; i++) {
         if ((t->ext_key_usage & (1u << i)) != 0) {
-            rv = pki_der_put_oid(b, eku_nids[i]);
+            rv = pki_der_put_oid(b, pki_x509_eku_nid(i));
         }
     }
     for (size_t i = 0; rv == CF_OK && i < t->ext_key_usage_oids.n; i++) {

@@ -154,21 +154,22 @@ struct eku_def
 {
     const char *name;
     const char *oid;
+    int nid;
 };
 
 static const struct eku_def eku_defs[] = {
-    {"Any", "2.5.29.37.0"},
-    {"ServerAuth", "1.3.6.1.5.5.7.3.1"},
-    {"ClientAuth", "1.3.6.1.5.5.7.3.2"},
-    {"CodeSigning", "1.3.6.1.5.5.7.3.3"},
-    {"EmailProtection", "1.3.6.1.5.5.7.3.4"},
-    {"IPSECEndSystem", "1.3.6.1.5.5.7.3.5"},
-    {"IPSECTunnel", "1.3.6.1.5.5.7.3.6"},
-    {"IPSECUser", "1.3.6.1.5.5.7.3.7"},
-    {"TimeStamping", "1.3.6.1.5.5.7.3.8"},
-    {"OCSPSigning", "1.3.6.1.5.5.7.3.9"},
-    {"MicrosoftServerGatedCrypto", "1.3.6.1.4.1.311.10.3.3"},
-    {"NetscapeServerGatedCrypto", "2.16.840.1.113730.4.1"},
+    {"Any", "2.5.29.37.0", NID_anyExtendedKeyUsage},
+    {"ServerAuth", "1.3.6.1.5.5.7.3.1", NID_server_auth},
+    {"ClientAuth", "1.3.6.1.5.5.7.3.2", NID_client_auth},
+    {"CodeSigning", "1.3.6.1.5.5.7.3.3", NID_code_sign},
+    {"EmailProtection", "1.3.6.1.5.5.7.3.4", NID_email_protect},
+    {"IPSECEndSystem", "1.3.6.1.5.5.7.3.5", NID_ipsecEndSystem},
+    {"IPSECTunnel", "1.3.6.1.5.5.7.3.6", NID_ipsecTunnel},
+    {"IPSECUser", "1.3.6.1.5.5.7.3.7", NID_ipsecUser},
+    {"TimeStamping", "1.3.6.1.5.5.7.3.8", NID_time_stamp},
+    {"OCSPSigning", "1.3.6.1.5.5.7.3.9", NID_OCSP_sign},
+    {"MicrosoftServerGatedCrypto", "1.3.6.1.4.1.311.10.3.3", NID_ms_sgc},
+    {"NetscapeServerGatedCrypto", "2.16.840.1.113730.4.1", NID_ns_sgc},
 };
 
 #define N_KU (sizeof(ku_names) / sizeof(ku_names[0]))
@@ -185,6 +186,11 @@ static bool name_eq(const char *in, const char *name)
         n--;
     }
     return n == strlen(name) && strncasecmp(in, name, n) == 0;
+}
+
+int pki_x509_eku_nid(unsigned i)
+{
+    return i < N_EKU ? eku_defs[i].nid : NID_undef;
 }
 
 int pki_x509_key_usage_parse(const char *name, uint32_t *bit, char *errmsg)

@@ -64,6 +64,10 @@ struct pki_x509_other_san
 #define PKI_EKU_MS_SGC (1u << 10)
 #define PKI_EKU_NS_SGC (1u << 11)
 
+/* The NID of the extended key usage at bit position i (PKI_EKU_ order), NID_undef past the
+ * last. */
+int pki_x509_eku_nid(unsigned i);
+
 /* Maps a key_usage name ("DigitalSignature", ..., "DecipherOnly"; case-insensitive, spaces
  * around ignored) to its PKI_KU_ bit. CF_EINVAL and "unknown key usage %s" otherwise. */
 int pki_x509_key_usage_parse(const char *name, uint32_t *bit, char *errmsg);

@@ -284,6 +284,7 @@ struct core_call
     uint64_t lost_writes;       /* core->lost_writes when it started */
     uint64_t standby_writes;    /* core->standby_writes when it started */
     struct node_response *resp; /* while the response entry is being written */
+    struct node_lease *lease;   /* owned: a lease the engine wrote with its own batch */
     struct core_call *next;     /* in core->audit_waiters */
 };
 
@@ -317,6 +318,10 @@ static void call_complete(struct node_request *req, struct node_response *resp)
     req->core_priv = NULL;
     node__token_clear(&call->token);
     json_decref(call->granting);
+    if (call->lease != NULL) {
+        node__lease_clear(call->lease);
+        cf_free(call->lease);
+    }
     cf_free(call);
     core->inflight--;
     cf_metrics_sample("vault.core.handle_request", NULL, NULL, cf_metrics_since_ms(req->start_ns));
@@ -473,10 +478,50 @@ static void lease_created_cb(void *arg, int status)
     routed_finish(req, resp);
 }
 
+int node__call_lease(struct node_request *req,
+                     json_t *secret,
+                     int64_t duration_s,
+                     struct node_lease **out)
+{
+    struct core_call *call = req->core_priv;
+    if (call == NULL) {
+        return CF_EINVAL;
+    }
+    if (call->lease != NULL) {
+        return CF_EEXIST;
+    }
+    struct node_lease *l = cf_calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return CF_ENOMEM;
+    }
+    int rv = node__lease_prepare(req->core, req, call->token.entry ? call->token.hash : NULL,
+                                 secret, duration_s, l);
+    if (rv != CF_OK) {
+        cf_free(l);
+        return rv;
+    }
+    call->lease = l;
+    *out = l;
+    return CF_OK;
+}
+
 /* Ends a routed request: the lease an engine asked for, then routed_finish. */
 static void routed_done_cb(struct node_request *req, struct node_response *resp)
 {
     struct core_call *call = req->core_priv;
+    if (call->lease != NULL) {
+        /* Written in the engine's own batch: on success it is stored, and only its expiry and
+         * the response's lease_id remain. */
+        if (resp != NULL && resp->errors == NULL) {
+            node__lease_attach(req->core, resp, call->lease);
+        } else {
+            CF_LOG(CF_LOG_WARN,
+                   "request with a lease in its write batch failed; the lease, if "
+                   "stored, is revoked at its expiry");
+        }
+        routed_finish(req, resp);
+        return;
+    }
     if (resp != NULL && resp->lease_secret != NULL && resp->errors == NULL) {
         call->resp = resp;
         node__lease_create(req->core, req, call->token.entry ? call->token.hash : NULL, resp,

@@ -219,6 +219,16 @@ int node_write_put(struct node_write *w, const char *key, const uint8_t *val, si
 int node_write_delete(struct node_write *w, const char *key);
 /* Deletes every key under prefix (relative to the view). */
 int node_write_delete_prefix(struct node_write *w, const char *prefix);
+/* Adds the lease of this request's secret to the batch (Vault's leased secrets), so that the
+ * secret's own writes and its lease commit together or not at all. The secret is handed back
+ * to the engine's revoke_secret hook; duration_s is the lease's TTL. After a successful commit
+ * and response the core sets the response's lease_id and schedules the expiry (the engine sets
+ * lease_duration, and not lease_secret). One per request: CF_EEXIST for a second, CF_ENOMEM;
+ * a failure is also reported by the commit. */
+int node_write_lease(struct node_write *w,
+                     struct node_request *req,
+                     json_t *secret,
+                     int64_t duration_s);
 /* Discards an uncommitted batch. */
 void node_write_free(struct node_write *w);
 

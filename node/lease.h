@@ -74,6 +74,18 @@ void node__lease_revoke_prefix(struct node_core *core,
                                node_write_cb cb,
                                void *arg);
 
+/* Fills *out with a new lease for the request (id "<path>/<uuid>", mount, times, the owning
+ * token's hash, a reference to secret). CF_ENOMEM; *out is then empty. */
+int node__lease_prepare(struct node_core *core,
+                        const struct node_request *req,
+                        const char *token_hash,
+                        json_t *secret,
+                        int64_t duration_s,
+                        struct node_lease *out);
+/* Once the lease is stored: schedules its expiry and moves its id into the response (lease_id,
+ * renewable false, lease_secret cleared). */
+void node__lease_attach(struct node_core *core, struct node_response *resp, struct node_lease *l);
+
 /* Writes the lease a response asks for (resp->lease_secret), owned by the request's token,
  * then sets resp->lease_id and clears lease_secret. cb as for node_write_commit. */
 void node__lease_create(struct node_core *core,
@@ -82,6 +94,14 @@ void node__lease_create(struct node_core *core,
                         struct node_response *resp,
                         node_write_cb cb,
                         void *arg);
+
+/* core.c: makes the lease of a routed request whose engine writes it in its own batch
+ * (node_write_lease); the request keeps it (*out is borrowed) until the response, when it is
+ * attached. CF_EEXIST when the request already has one, CF_EINVAL outside a routed request. */
+int node__call_lease(struct node_request *req,
+                     json_t *secret,
+                     int64_t duration_s,
+                     struct node_lease **out);
 
 /* Number of leases stored (for sys/metrics). */
 size_t node__lease_count(struct node_core *core);

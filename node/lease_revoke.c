@@ -169,6 +169,54 @@ void node__lease_revoke_prefix(struct node_core *core,
 
 /* Creating a lease ------------------------------------------------------------------------ */
 
+int node__lease_prepare(struct node_core *core,
+                        const struct node_request *req,
+                        const char *token_hash,
+                        json_t *secret,
+                        int64_t duration_s,
+                        struct node_lease *out)
+{
+    memset(out, 0, sizeof(*out));
+    char uuid[37];
+    if (cf_uuid_v4(uuid) != CF_OK) {
+        return CF_ENOMEM;
+    }
+    size_t plen = strlen(req->path);
+    while (plen > 0 && req->path[plen - 1] == '/') {
+        plen--;
+    }
+    size_t idlen = plen + 1 + sizeof(uuid);
+    out->lease_id = cf_malloc(idlen);
+    if (out->lease_id != NULL) {
+        snprintf(out->lease_id, idlen, "%.*s/%s", (int)plen, req->path, uuid);
+    }
+    out->path = cf_strdup(req->path);
+    out->mount = cf_strdup(req->mount_path != NULL ? req->mount_path : "");
+    struct node_mount *m = req->mount_path != NULL ? node__mount_find(core, req->mount_path) : NULL;
+    snprintf(out->mount_uuid, sizeof(out->mount_uuid), "%s", m != NULL ? m->uuid : "");
+    out->issue_ns = node__now_ns();
+    out->expire_ns = out->issue_ns + (duration_s > 0 ? duration_s : 0) * 1000000000LL;
+    out->renewable = false;
+    snprintf(out->token_hash, sizeof(out->token_hash), "%s", token_hash != NULL ? token_hash : "");
+    out->secret = json_incref(secret);
+    if (out->lease_id == NULL || out->path == NULL || out->mount == NULL) {
+        node__lease_clear(out);
+        return CF_ENOMEM;
+    }
+    return CF_OK;
+}
+
+void node__lease_attach(struct node_core *core, struct node_response *resp, struct node_lease *l)
+{
+    node__expire_track_lease(core->expire, l->lease_id, l->token_hash, l->expire_ns);
+    json_decref(resp->lease_secret);
+    resp->lease_secret = NULL;
+    cf_free(resp->lease_id);
+    resp->lease_id = l->lease_id;
+    l->lease_id = NULL;
+    resp->renewable = false;
+}
+
 struct create_op
 {
     struct node_core *core;
@@ -182,14 +230,7 @@ static void created_cb(void *arg, int status)
 {
     struct create_op *op = arg;
     if (status == CF_OK) {
-        node__expire_track_lease(op->core->expire, op->lease.lease_id, op->lease.token_hash,
-                                 op->lease.expire_ns);
-        json_decref(op->resp->lease_secret);
-        op->resp->lease_secret = NULL;
-        cf_free(op->resp->lease_id);
-        op->resp->lease_id = op->lease.lease_id;
-        op->lease.lease_id = NULL;
-        op->resp->renewable = false;
+        node__lease_attach(op->core, op->resp, &op->lease);
     }
     op->cb(op->arg, status);
     node__lease_clear(&op->lease);
@@ -204,9 +245,7 @@ void node__lease_create(struct node_core *core,
                         void *arg)
 {
     struct create_op *op = cf_calloc(1, sizeof(*op));
-    char uuid[37];
-    if (op == NULL || cf_uuid_v4(uuid) != CF_OK) {
-        cf_free(op);
+    if (op == NULL) {
         node__fail_later(core, cb, arg, CF_ENOMEM);
         return;
     }
@@ -214,30 +253,12 @@ void node__lease_create(struct node_core *core,
     op->resp = resp;
     op->cb = cb;
     op->arg = arg;
-    size_t plen = strlen(req->path);
-    while (plen > 0 && req->path[plen - 1] == '/') {
-        plen--;
+    int rv = node__lease_prepare(core, req, token_hash, resp->lease_secret, resp->lease_duration,
+                                 &op->lease);
+    struct rft_batch *b = rv == CF_OK ? rft_batch_new() : NULL;
+    if (rv == CF_OK) {
+        rv = b != NULL ? node__lease_batch_put(core, b, &op->lease) : CF_ENOMEM;
     }
-    size_t idlen = plen + 1 + sizeof(uuid);
-    op->lease.lease_id = cf_malloc(idlen);
-    if (op->lease.lease_id != NULL) {
-        snprintf(op->lease.lease_id, idlen, "%.*s/%s", (int)plen, req->path, uuid);
-    }
-    op->lease.path = cf_strdup(req->path);
-    op->lease.mount = cf_strdup(req->mount_path != NULL ? req->mount_path : "");
-    struct node_mount *m = req->mount_path != NULL ? node__mount_find(core, req->mount_path) : NULL;
-    snprintf(op->lease.mount_uuid, sizeof(op->lease.mount_uuid), "%s", m != NULL ? m->uuid : "");
-    op->lease.issue_ns = node__now_ns();
-    int64_t secs = resp->lease_duration > 0 ? resp->lease_duration : 0;
-    op->lease.expire_ns = op->lease.issue_ns + secs * 1000000000LL;
-    op->lease.renewable = false;
-    snprintf(op->lease.token_hash, sizeof(op->lease.token_hash), "%s",
-             token_hash != NULL ? token_hash : "");
-    op->lease.secret = json_incref(resp->lease_secret);
-    struct rft_batch *b = rft_batch_new();
-    int rv = b != NULL && op->lease.path != NULL && op->lease.mount != NULL
-                 ? node__lease_batch_put(core, b, &op->lease)
-                 : CF_ENOMEM;
     if (rv != CF_OK) {
         rft_batch_free(b);
         node__fail_later(core, created_cb, op, rv);

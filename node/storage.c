@@ -13,6 +13,7 @@
 #include "lib/buf.h"
 #include "node/barrier.h"
 #include "node/internal.h"
+#include "node/lease.h"
 
 struct node_write
 {
@@ -218,6 +219,22 @@ void node_write_free(struct node_write *w)
     }
     rft_batch_free(w->batch);
     cf_free(w);
+}
+
+int node_write_lease(struct node_write *w,
+                     struct node_request *req,
+                     json_t *secret,
+                     int64_t duration_s)
+{
+    struct node_lease *l = NULL;
+    int rv = node__call_lease(req, secret, duration_s, &l);
+    if (rv == CF_OK) {
+        rv = node__lease_batch_put(w->view->core, w->batch, l);
+    }
+    if (rv != CF_OK && w->error == CF_OK) {
+        w->error = rv;
+    }
+    return rv;
 }
 
 void node_write_commit(struct node_write *w, node_write_cb cb, void *arg)

@@ -592,6 +592,13 @@ static void issue_work(void *arg)
     j->rv = rv;
 }
 
+/* Seconds until the certificate's NotAfter, the lease's TTL. */
+static int64_t lease_left(const struct issue_job *j)
+{
+    int64_t left = j->not_after - cf_now_s();
+    return left > 0 ? left : 0;
+}
+
 static void stored(void *arg, int status)
 {
     struct issue_job *j = arg;
@@ -607,14 +614,9 @@ static void stored(void *arg, int status)
         resp->warnings = json_incref(j->warnings);
     }
     if (resp != NULL && j->r->generate_lease && !j->no_store) {
-        /* pki.md 3.4 (6): the core stores the lease; revoking it revokes the certificate. */
-        int64_t left = j->not_after - cf_now_s();
-        resp->lease_secret = json_pack("{s:s}", "serial_number", j->serial);
-        resp->lease_duration = left > 0 ? left : 0;
-        if (resp->lease_secret == NULL) {
-            node_response_free(resp);
-            resp = NULL;
-        }
+        /* pki.md 3.4 (6): the lease went into the certificate's own batch (issue_after); the
+         * core fills lease_id. */
+        resp->lease_duration = lease_left(j);
     }
     pki_done(j->req, resp);
     job_free(j);
@@ -637,9 +639,16 @@ static void issue_after(void *arg, int status)
     char key[160];
     pki_serial_key("certs/", j->serial, key, sizeof(key));
     struct node_write *w = node_view_write(j->e->view);
-    if (w == NULL || node_write_put(w, key, j->der, j->der_len) != CF_OK) {
+    int rv = w != NULL ? node_write_put(w, key, j->der, j->der_len) : CF_ENOMEM;
+    if (rv == CF_OK && j->r->generate_lease) {
+        /* The certificate and its lease commit together: revoking the lease revokes it. */
+        json_t *secret = json_pack("{s:s}", "serial_number", j->serial);
+        rv = secret != NULL ? node_write_lease(w, j->req, secret, lease_left(j)) : CF_ENOMEM;
+        json_decref(secret);
+    }
+    if (rv != CF_OK) {
         node_write_free(w);
-        stored(j, CF_ENOMEM);
+        stored(j, rv);
         return;
     }
     node_write_commit(w, stored, j);

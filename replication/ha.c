@@ -534,6 +534,10 @@ void repl_ha_close(struct repl_ha *ha, void (*cb)(void *arg), void *arg)
     ha->closing = true;
     ha->close_cb = cb;
     ha->close_arg = arg;
+    /* The cluster port outlives this (the server closes it after the core): a peer whose
+     * forwarding tunnel finished its hello after this point was handed to on_accept with the
+     * freed ha (seen once under ASan in test_05_upgrade). From here on such peers are refused. */
+    rft_net_unhandle(ha->net, REPL_HA_ALPN);
     release_held(ha, true);
     while (ha->waiting != NULL) {
         struct waiting *w = ha->waiting;

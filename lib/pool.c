@@ -28,7 +28,6 @@ struct job
 
 struct cf_pool
 {
-    uv_loop_t *loop;
     uv_async_t async;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -62,9 +61,7 @@ static void *worker(void *arg)
     struct cf_pool *p = arg;
     /* Below the loop thread: the loop's turns (raft appends, responses) come first, so queued
      * CPU work does not delay them (Linux applies nice per thread). */
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CF_POOL_NICE) != 0) {
-        /* not fatal: the threads then share the CPU evenly with the loop */
-    }
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CF_POOL_NICE); /* not fatal */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (p->queue_head == NULL && !p->stopping) {
@@ -154,7 +151,6 @@ int cf_pool_new(uv_loop_t *loop, unsigned threads, struct cf_pool **out)
         cf_free(p);
         return CF_ENOMEM;
     }
-    p->loop = loop;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if (uv_async_init(loop, &p->async, async_cb) != 0) {

@@ -38,8 +38,6 @@
 #define GN_URI PKI_DER_IMPLICIT(6)
 #define GN_IP PKI_DER_IMPLICIT(7)
 
-#define N_KU 9
-
 /* A dotted OID from a request (policy, EKU, otherName type). */
 static int put_oid_text(struct cf_buf *b, const char *s, char *errmsg)
 {
@@ -287,7 +285,7 @@ static int ext_simple(struct cf_buf *b,
 static int ext_key_usage(struct cf_buf *b, uint32_t ku)
 {
     uint8_t bytes[2] = {0, 0};
-    for (unsigned i = 0; i < N_KU; i++) {
+    for (unsigned i = 0; (1u << i) <= PKI_KU_DECIPHER_ONLY; i++) {
         if ((ku & (1u << i)) != 0) {
             bytes[i / 8] |= (uint8_t)(0x80 >> (i % 8));
         }
@@ -557,49 +555,26 @@ static bool any_name_constraint(const struct pki_x509_template *t)
            0;
 }
 
-/* The subjectPublicKey bits of a SubjectPublicKeyInfo (for the key identifier). */
+/* The subjectPublicKey bits of a SubjectPublicKeyInfo (for the key identifier): SEQUENCE {
+ * AlgorithmIdentifier, BIT STRING }, after the BIT STRING's unused-bits byte. */
 static int spki_bits(const uint8_t *spki, size_t len, const uint8_t **bits, size_t *n)
 {
-    /* SEQUENCE { AlgorithmIdentifier SEQUENCE, BIT STRING } with definite lengths. */
-    size_t off = 0;
-    size_t body = 0;
-    for (int step = 0; step < 3; step++) {
-        if (off + 2 > len) {
-            return CF_EMALFORMED;
-        }
-        uint8_t tag = spki[off];
-        size_t l = spki[off + 1];
-        size_t h = 2;
-        if (l & 0x80) {
-            size_t k = l & 0x7f;
-            if (k == 0 || k > 4 || off + 2 + k > len) {
-                return CF_EMALFORMED;
-            }
-            l = 0;
-            for (size_t i = 0; i < k; i++) {
-                l = (l << 8) | spki[off + 2 + i];
-            }
-            h += k;
-        }
-        if (off + h + l > len) {
-            return CF_EMALFORMED;
-        }
-        if (step == 0) {
-            if (tag != PKI_DER_SEQUENCE) {
-                return CF_EMALFORMED;
-            }
-            off += h; /* into the SPKI */
-        } else if (step == 1) {
-            off += h + l; /* past the AlgorithmIdentifier */
-        } else {
-            if (tag != PKI_DER_BIT_STRING || l < 1) {
-                return CF_EMALFORMED;
-            }
-            body = l;
-            *bits = spki + off + h + 1; /* after the unused-bits byte */
-            *n = body - 1;
-        }
+    const uint8_t *p = spki;
+    const uint8_t *body = NULL;
+    const uint8_t *alg = NULL;
+    size_t blen = 0;
+    size_t alen = 0;
+    if (!pki_der_next(&p, spki + len, PKI_DER_SEQUENCE, &body, &blen)) {
+        return CF_EMALFORMED;
     }
+    p = body;
+    const uint8_t *end = body + blen;
+    if (!pki_der_next(&p, end, PKI_DER_SEQUENCE, &alg, &alen) ||
+        !pki_der_next(&p, end, PKI_DER_BIT_STRING, &body, &blen) || blen < 1) {
+        return CF_EMALFORMED;
+    }
+    *bits = body + 1;
+    *n = blen - 1;
     return CF_OK;
 }
 
@@ -737,18 +712,13 @@ static int put_extensions(struct cf_buf *b,
  * the certificate. RSASSA-PSS parameters come from the signing context itself (the
  * provider's algorithm-id); the fixed identifiers are written here. */
 static int sigalg_der(EVP_MD_CTX *mctx,
-                      const struct pki_x509_template *t,
-                      EVP_PKEY *signer,
+                      const struct pki_sig_alg *sa,
                       uint8_t *out,
                       size_t cap,
                       size_t *len,
                       char *errmsg)
 {
-    int nid = NID_undef;
-    bool null_param = false;
-    int rv =
-        pki_key_signature_nid(signer, t->signature_bits, t->use_pss, &nid, &null_param, errmsg);
-    if (rv == CF_EUNSUPPORTED) {
+    if (sa->nid == NID_undef) {
         OSSL_PARAM params[2];
         params[0] = OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, out, cap);
         params[1] = OSSL_PARAM_construct_end();
@@ -759,17 +729,14 @@ static int sigalg_der(EVP_MD_CTX *mctx,
         *len = params[0].return_size;
         return CF_OK;
     }
-    if (rv != CF_OK) {
-        return rv;
-    }
     struct cf_buf b;
     cf_buf_init(&b);
     size_t m = 0;
-    rv = pki_der_open(&b, PKI_DER_SEQUENCE, &m);
+    int rv = pki_der_open(&b, PKI_DER_SEQUENCE, &m);
     if (rv == CF_OK) {
-        rv = pki_der_put_oid(&b, nid);
+        rv = pki_der_put_oid(&b, sa->nid);
     }
-    if (rv == CF_OK && null_param) {
+    if (rv == CF_OK && sa->null_param) {
         rv = pki_der_put(&b, PKI_DER_NULL, NULL, 0);
     }
     if (rv == CF_OK) {
@@ -791,6 +758,7 @@ static int build(const struct pki_x509_template *t,
                  const uint8_t *spki,
                  size_t spki_len,
                  const struct pki_cert_issuer *is,
+                 const struct pki_sig_alg *sa,
                  EVP_MD_CTX *mctx,
                  struct cf_buf *out,
                  char serial[PKI_X509_SERIAL_HEX_SIZE],
@@ -799,7 +767,7 @@ static int build(const struct pki_x509_template *t,
     static const uint8_t v3[] = {PKI_DER_CONTEXT(0), 3, PKI_DER_INTEGER, 1, 2};
     uint8_t alg[256];
     size_t alg_len = 0;
-    int rv = sigalg_der(mctx, t, is->key, alg, sizeof(alg), &alg_len, errmsg);
+    int rv = sigalg_der(mctx, sa, alg, sizeof(alg), &alg_len, errmsg);
     if (rv != CF_OK) {
         return rv;
     }
@@ -881,20 +849,6 @@ static int build(const struct pki_x509_template *t,
     return pki_der_close(out, m_cert);
 }
 
-/* Whether t's signature choice comes to the signer's default algorithm (so the prepared
- * context applies): the same signature OID, and never PSS (whose parameters are the context's). */
-static bool uses_default_algorithm(const struct pki_x509_template *t, EVP_PKEY *signer)
-{
-    char errmsg[CF_ERRMSG_SIZE];
-    int want = NID_undef;
-    int dflt = NID_undef;
-    bool null_param = false;
-    return pki_key_signature_nid(signer, t->signature_bits, t->use_pss, &want, &null_param,
-                                 errmsg) == CF_OK &&
-           pki_key_signature_nid(signer, 0, false, &dflt, &null_param, errmsg) == CF_OK &&
-           want == dflt;
-}
-
 int pki_cert_der_build(const struct pki_x509_template *t,
                        const uint8_t *spki,
                        size_t spki_len,
@@ -907,10 +861,21 @@ int pki_cert_der_build(const struct pki_x509_template *t,
         cf_errmsg_printf(errmsg, "NotAfter is before NotBefore");
         return CF_EINVAL;
     }
+    /* The algorithm from the issuer's key type and size (no key read), and whether it is the
+     * key's default one, whose prepared context is copied. */
+    const struct pki_sig_alg *sa = NULL;
+    const struct pki_sig_alg *dflt = NULL;
+    int rv = pki_key_signature_alg(is->key_type, is->key_bits, t->signature_bits, t->use_pss, &sa,
+                                   errmsg);
+    if (rv == CF_OK) {
+        rv = pki_key_signature_alg(is->key_type, is->key_bits, 0, false, &dflt, errmsg);
+    }
+    if (rv != CF_OK) {
+        return rv;
+    }
     ERR_clear_error();
     EVP_MD_CTX *mctx = NULL;
-    int rv = CF_OK;
-    if (is->sign_default != NULL && uses_default_algorithm(t, is->key)) {
+    if (is->sign_default != NULL && sa == dflt) {
         mctx = EVP_MD_CTX_new();
         if (mctx == NULL || EVP_MD_CTX_copy_ex(mctx, is->sign_default) != 1) {
             rv = cf_err_from_ossl(errmsg, "copy signing context");
@@ -919,7 +884,7 @@ int pki_cert_der_build(const struct pki_x509_template *t,
         rv = pki_key_sign_ctx_new(is->key, t->signature_bits, t->use_pss, &mctx, errmsg);
     }
     if (rv == CF_OK) {
-        rv = build(t, spki, spki_len, is, mctx, out, serial, errmsg);
+        rv = build(t, spki, spki_len, is, sa, mctx, out, serial, errmsg);
     }
     EVP_MD_CTX_free(mctx);
     if (rv == CF_ENOMEM) {

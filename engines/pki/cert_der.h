@@ -19,6 +19,7 @@
 
 #include <openssl/types.h>
 
+#include "engines/pki/key.h"
 #include "engines/pki/x509.h"
 
 struct cf_buf;
@@ -30,7 +31,9 @@ struct pki_cert_issuer
     size_t name_len;
     const uint8_t *skid; /* its subject key identifier; skid_len 0 = no AKI (as Go) */
     size_t skid_len;
-    EVP_PKEY *key; /* the issuer's private key; borrowed */
+    EVP_PKEY *key;              /* the issuer's private key; borrowed */
+    enum pki_key_type key_type; /* its type and size, as pki_key_describe tells them */
+    int key_bits;
     /* optional: a signing context for key with the default algorithm (signature_bits 0, no
      * PSS), copied for each signature that uses that algorithm instead of being set up anew;
      * only read, so one template serves every thread */

@@ -48,38 +48,6 @@ OSSL_LIB_CTX *pki_key_bare_libctx(void)
     return bare_ctx;
 }
 
-/* Reads one DER element of @tag at *p (definite length); advances *p past it. */
-static bool der_next(const uint8_t **p,
-                     const uint8_t *end,
-                     uint8_t tag,
-                     const uint8_t **body,
-                     size_t *len)
-{
-    if (end - *p < 2 || (*p)[0] != tag) {
-        return false;
-    }
-    size_t l = (*p)[1];
-    const uint8_t *q = *p + 2;
-    if (l & 0x80) {
-        size_t k = l & 0x7f;
-        if (k == 0 || k > 4 || (size_t)(end - q) < k) {
-            return false;
-        }
-        l = 0;
-        for (size_t i = 0; i < k; i++) {
-            l = (l << 8) | q[i];
-        }
-        q += k;
-    }
-    if ((size_t)(end - q) < l) {
-        return false;
-    }
-    *body = q;
-    *len = l;
-    *p = q + l;
-    return true;
-}
-
 static EVP_PKEY *from_params(const char *type, const OSSL_PARAM *params)
 {
     EVP_PKEY *k = NULL;
@@ -160,13 +128,13 @@ static int rsa_key(int ptype, const uint8_t *pk, int pklen, EVP_PKEY **out)
     const uint8_t *eb = NULL;
     size_t nl = 0;
     size_t el = 0;
-    if (!der_next(&p, end, PKI_DER_SEQUENCE, &seq, &seqlen) || p != end) {
+    if (!pki_der_next(&p, end, PKI_DER_SEQUENCE, &seq, &seqlen) || p != end) {
         return CF_EUNSUPPORTED;
     }
     p = seq;
     end = seq + seqlen;
-    if (!der_next(&p, end, PKI_DER_INTEGER, &nb, &nl) ||
-        !der_next(&p, end, PKI_DER_INTEGER, &eb, &el) || p != end || nl == 0 || el == 0 ||
+    if (!pki_der_next(&p, end, PKI_DER_INTEGER, &nb, &nl) ||
+        !pki_der_next(&p, end, PKI_DER_INTEGER, &eb, &el) || p != end || nl == 0 || el == 0 ||
         (nb[0] & 0x80) != 0 || (eb[0] & 0x80) != 0) {
         return CF_EUNSUPPORTED;
     }

@@ -192,3 +192,34 @@ char *pki_der_to_text(const uint8_t *der, size_t len, const char *label, bool pe
     }
     return out;
 }
+
+bool pki_der_next(const uint8_t **p,
+                  const uint8_t *end,
+                  uint8_t tag,
+                  const uint8_t **body,
+                  size_t *len)
+{
+    if (end - *p < 2 || (*p)[0] != tag) {
+        return false;
+    }
+    size_t l = (*p)[1];
+    const uint8_t *q = *p + 2;
+    if (l & 0x80) {
+        size_t k = l & 0x7f;
+        if (k == 0 || k > 4 || (size_t)(end - q) < k) {
+            return false;
+        }
+        l = 0;
+        for (size_t i = 0; i < k; i++) {
+            l = (l << 8) | q[i];
+        }
+        q += k;
+    }
+    if ((size_t)(end - q) < l) {
+        return false;
+    }
+    *body = q;
+    *len = l;
+    *p = q + l;
+    return true;
+}

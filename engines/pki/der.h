@@ -5,6 +5,8 @@
  * than the signature itself; the structures here are fixed and small, so writing them
  * directly is both faster and easy to check against OpenSSL's own output (the unit tests do).
  *
+ * pki_der_next reads one element back (for the few fixed structures parsed by hand).
+ *
  * Every writer appends to a struct cf_buf and returns CF_OK or CF_ENOMEM/CF_ETOOBIG; on error
  * the buffer holds a partial element and the caller discards it.
  */
@@ -52,6 +54,14 @@ int pki_der_put_oid(struct cf_buf *out, int nid);
 
 /* Appends a BIT STRING with no unused bits holding bytes. */
 int pki_der_put_bits(struct cf_buf *out, const void *bytes, size_t len);
+
+/* Reads one element of @tag at *p (definite length, at most 4 length bytes) and moves *p past
+ * it; false when the bytes up to @end do not hold one. */
+bool pki_der_next(const uint8_t **p,
+                  const uint8_t *end,
+                  uint8_t tag,
+                  const uint8_t **body,
+                  size_t *len);
 
 /* Opens a constructed element: appends @tag and room for a short length, and stores in *mark
  * where it starts. Close it with pki_der_close once its contents are appended. */

@@ -558,6 +558,8 @@ static void issue_work(void *arg)
             .skid = is->skid,
             .skid_len = is->skid_len,
             .key = is->key->pkey,
+            .key_type = is->key->type,
+            .key_bits = is->key->bits,
             .sign_default = is->key->sign_default,
         };
         rv = pki_cert_der_build(&t, spki.data, spki.len, &ci, &der, j->serial, j->errmsg);

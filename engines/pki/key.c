@@ -441,31 +441,70 @@ int pki_key_signature_bits_check(enum pki_key_type type, int signature_bits, cha
     return CF_OK;
 }
 
-/* The hash Vault signs with: bits of SHA-2 (256/384/512), or 0 for pure Ed25519. */
-static int choose_hash(const EVP_PKEY *signer,
+/* The hash Vault signs with for a signer of this type and size: bits of SHA-2 (256/384/512),
+ * or 0 for pure Ed25519. */
+static int choose_hash(enum pki_key_type type,
+                       int key_bits,
                        int signature_bits,
-                       enum pki_key_type *type,
                        int *hash,
                        char *errmsg)
 {
-    int bits;
-    int rv = pki_key_describe(signer, type, &bits, errmsg);
+    int rv = pki_key_signature_bits_check(type, signature_bits, errmsg);
     if (rv != CF_OK) {
         return rv;
     }
-    rv = pki_key_signature_bits_check(*type, signature_bits, errmsg);
-    if (rv != CF_OK) {
-        return rv;
-    }
-    switch (*type) {
+    switch (type) {
         case PKI_KEY_RSA:
             *hash = signature_bits == 0 ? 256 : signature_bits;
             break;
         case PKI_KEY_EC:
-            *hash = bits == 384 ? 384 : bits == 521 ? 512 : 256;
+            *hash = key_bits == 384 ? 384 : key_bits == 521 ? 512 : 256;
             break;
         case PKI_KEY_ED25519:
             *hash = 0;
+            break;
+    }
+    return CF_OK;
+}
+
+int pki_key_signature_alg(enum pki_key_type type,
+                          int key_bits,
+                          int signature_bits,
+                          bool use_pss,
+                          const struct pki_sig_alg **out,
+                          char *errmsg)
+{
+    static const struct pki_sig_alg rsa[] = {
+        {"SHA256WithRSA", NID_sha256WithRSAEncryption, true},
+        {"SHA384WithRSA", NID_sha384WithRSAEncryption, true},
+        {"SHA512WithRSA", NID_sha512WithRSAEncryption, true},
+    };
+    static const struct pki_sig_alg pss[] = {
+        {"SHA256WithRSAPSS", NID_undef, false},
+        {"SHA384WithRSAPSS", NID_undef, false},
+        {"SHA512WithRSAPSS", NID_undef, false},
+    };
+    static const struct pki_sig_alg ec[] = {
+        {"ECDSAWithSHA256", NID_ecdsa_with_SHA256, false},
+        {"ECDSAWithSHA384", NID_ecdsa_with_SHA384, false},
+        {"ECDSAWithSHA512", NID_ecdsa_with_SHA512, false},
+    };
+    static const struct pki_sig_alg ed25519 = {"PureEd25519", NID_ED25519, false};
+    int hash;
+    int rv = choose_hash(type, key_bits, signature_bits, &hash, errmsg);
+    if (rv != CF_OK) {
+        return rv;
+    }
+    int i = hash == 256 ? 0 : hash == 384 ? 1 : 2;
+    switch (type) {
+        case PKI_KEY_RSA:
+            *out = use_pss ? &pss[i] : &rsa[i];
+            break;
+        case PKI_KEY_EC:
+            *out = &ec[i];
+            break;
+        case PKI_KEY_ED25519:
+            *out = &ed25519;
             break;
     }
     return CF_OK;
@@ -478,63 +517,16 @@ int pki_key_signature_algorithm_name(const EVP_PKEY *signer,
                                      char *errmsg)
 {
     enum pki_key_type type;
-    int hash;
-    int rv = choose_hash(signer, signature_bits, &type, &hash, errmsg);
-    if (rv != CF_OK) {
-        return rv;
+    int bits;
+    const struct pki_sig_alg *alg = NULL;
+    int rv = pki_key_describe(signer, &type, &bits, errmsg);
+    if (rv == CF_OK) {
+        rv = pki_key_signature_alg(type, bits, signature_bits, use_pss, &alg, errmsg);
     }
-    int i = hash == 256 ? 0 : hash == 384 ? 1 : 2;
-    static const char *const rsa[] = {"SHA256WithRSA", "SHA384WithRSA", "SHA512WithRSA"};
-    static const char *const pss[] = {"SHA256WithRSAPSS", "SHA384WithRSAPSS", "SHA512WithRSAPSS"};
-    static const char *const ec[] = {"ECDSAWithSHA256", "ECDSAWithSHA384", "ECDSAWithSHA512"};
-    switch (type) {
-        case PKI_KEY_RSA:
-            *out = use_pss ? pss[i] : rsa[i];
-            break;
-        case PKI_KEY_EC:
-            *out = ec[i];
-            break;
-        case PKI_KEY_ED25519:
-            *out = "PureEd25519";
-            break;
+    if (rv == CF_OK) {
+        *out = alg->name;
     }
-    return CF_OK;
-}
-
-int pki_key_signature_nid(const EVP_PKEY *signer,
-                          int signature_bits,
-                          bool use_pss,
-                          int *sig_nid,
-                          bool *null_param,
-                          char *errmsg)
-{
-    enum pki_key_type type;
-    int hash;
-    int rv = choose_hash(signer, signature_bits, &type, &hash, errmsg);
-    if (rv != CF_OK) {
-        return rv;
-    }
-    int i = hash == 256 ? 0 : hash == 384 ? 1 : 2;
-    static const int rsa[] = {NID_sha256WithRSAEncryption, NID_sha384WithRSAEncryption,
-                              NID_sha512WithRSAEncryption};
-    static const int ec[] = {NID_ecdsa_with_SHA256, NID_ecdsa_with_SHA384, NID_ecdsa_with_SHA512};
-    *null_param = false;
-    switch (type) {
-        case PKI_KEY_RSA:
-            if (use_pss) {
-                return CF_EUNSUPPORTED;
-            }
-            *sig_nid = rsa[i];
-            *null_param = true;
-            break;
-        case PKI_KEY_EC:
-            *sig_nid = ec[i];
-            break;
-        case PKI_KEY_ED25519:
-            *sig_nid = NID_ED25519;
-            break;
-    }
-    return CF_OK;
+    return rv;
 }
 
 int pki_key_sign_ctx_new(EVP_PKEY *signer,
@@ -544,8 +536,12 @@ int pki_key_sign_ctx_new(EVP_PKEY *signer,
                          char *errmsg)
 {
     enum pki_key_type type;
-    int hash;
-    int rv = choose_hash(signer, signature_bits, &type, &hash, errmsg);
+    int bits;
+    int hash = 0;
+    int rv = pki_key_describe(signer, &type, &bits, errmsg);
+    if (rv == CF_OK) {
+        rv = choose_hash(type, bits, signature_bits, &hash, errmsg);
+    }
     if (rv != CF_OK) {
         return rv;
     }

@@ -139,14 +139,22 @@ int pki_key_signature_algorithm_name(const EVP_PKEY *signer,
                                      const char **out,
                                      char *errmsg);
 
-/* The signature algorithm pki_key_sign_ctx_new picks, as its OID's NID and whether its
- * AlgorithmIdentifier carries a NULL parameter (RSA PKCS#1 v1.5) or none (ECDSA, Ed25519).
- * CF_EUNSUPPORTED for RSASSA-PSS, whose parameters the caller leaves to OpenSSL. */
-int pki_key_signature_nid(const EVP_PKEY *signer,
+/* A signature algorithm as pki_key_sign_ctx_new picks it. */
+struct pki_sig_alg
+{
+    const char *name; /* Go's x509.SignatureAlgorithm name, as Vault stores it */
+    int nid;          /* the OID's NID; NID_undef for RSASSA-PSS (parameters from the context) */
+    bool null_param;  /* its AlgorithmIdentifier carries NULL (RSA PKCS#1 v1.5), else none */
+};
+
+/* The algorithm for a signer of this type and size (pki_key_describe's bits), from a static
+ * table: no key is read, so callers that know the type keep it off the hot path. Errors as
+ * pki_key_signature_bits_check. */
+int pki_key_signature_alg(enum pki_key_type type,
+                          int key_bits,
                           int signature_bits,
                           bool use_pss,
-                          int *sig_nid,
-                          bool *null_param,
+                          const struct pki_sig_alg **out,
                           char *errmsg);
 
 /* Direct encodings (key_der.c): the same bytes OpenSSL writes, without its provider encoders.

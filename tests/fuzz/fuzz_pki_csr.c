@@ -73,6 +73,9 @@ static void compare_der(const struct pki_x509_template *t, EVP_PKEY *key, X509 *
         .skid_len = (size_t)ASN1_STRING_length(skid),
         .key = ca_key,
     };
+    if (pki_key_describe(ca_key, &ci.key_type, &ci.key_bits, errmsg) != CF_OK) {
+        abort();
+    }
     struct cf_buf spki;
     cf_buf_init(&spki);
     struct cf_buf der;

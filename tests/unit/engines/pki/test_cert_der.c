@@ -116,6 +116,8 @@ static void issuer_init(struct issuer *is, X509 *cert, EVP_PKEY *key)
     is->ci.skid = skid != NULL ? ASN1_STRING_get0_data(skid) : NULL;
     is->ci.skid_len = skid != NULL ? (size_t)ASN1_STRING_length(skid) : 0;
     is->ci.key = key;
+    char em[CF_ERRMSG_SIZE];
+    assert_int_equal(pki_key_describe(key, &is->ci.key_type, &is->ci.key_bits, em), CF_OK);
     /* As the snapshot prepares it; the bare issuer below signs without one. */
     char errmsg[CF_ERRMSG_SIZE];
     is->sign_default = NULL;

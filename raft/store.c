@@ -36,6 +36,7 @@
 
 #include "lib/crypto.h"
 #include "lib/mem.h"
+#include "raft/aio_reap.h"
 #include "raft/entry.h"
 #include "raft/fsm.h"
 #include "raft/internal.h"
@@ -674,6 +675,7 @@ int rft_store_new(uv_loop_t *loop,
                   struct rft_store **out,
                   char errmsg[CF_ERRMSG_SIZE])
 {
+    rft_aio_reap_start(); /* libraft's segment closes must not stall the loop */
     struct rft_store *s = cf_calloc(1, sizeof(*s));
     if (s == NULL) {
         return CF_ENOMEM;

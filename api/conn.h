@@ -78,7 +78,8 @@ struct api__ex;
 struct api_conn
 {
     uv_tcp_t tcp;
-    uv_timer_t timer; /* header, read, idle and linger deadlines */
+    uv_timer_t timer;       /* header, read, idle and linger deadlines */
+    uv_check_t flush_check; /* api__conn_flush_later: runs once at the end of a loop turn */
     uv_shutdown_t shutdown_req;
     struct api_listener *l; /* borrowed; outlives the connection */
     struct api_conn *prev;  /* listener's list */
@@ -112,6 +113,7 @@ struct api_conn
     bool lingering;     /* write side shut down; discarding input until EOF */
     bool reading;
     bool in_io;         /* inside the read callback: flush once at its end */
+    bool flush_armed;   /* flush_check is started */
     bool eof;           /* peer shut down its side after sending requests */
     bool shut_started;  /* uv_shutdown issued */
     uint64_t finish_ms; /* when finishing or lingering began */
@@ -161,6 +163,10 @@ void api__conn_dispatch(struct api_conn *c, struct api__ex *x);
 /* Sends the staged plaintext (through TLS when in use). No-op inside the read callback, which
  * flushes once when it ends. */
 void api__conn_flush(struct api_conn *c);
+/* Sends what the protocol has ready at the end of this loop turn (the check phase), so the
+ * responses that complete in one turn (a batch of worker completions) leave in one write.
+ * No-op inside the read callback, which flushes once when it ends. */
+void api__conn_flush_later(struct api_conn *c);
 /* Flushes, sends close_notify, shuts down the write side, lingers, then closes. */
 void api__conn_finish(struct api_conn *c);
 /* Closes at once; exchanges are detached. */

@@ -512,8 +512,8 @@ void api__h2_respond(struct api__ex *x,
 {
     struct api_conn *c = x->conn;
     (void)h2_submit(c, x, status, headers, n_headers, body, body_len);
-    api__h2_send(c);
-    api__conn_update(c);
+    /* Responses finished in the same loop turn on this connection go out in one write. */
+    api__conn_flush_later(c);
 }
 
 void api__h2_drain(struct api_conn *c)

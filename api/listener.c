@@ -223,9 +223,10 @@ void api__conn_close(struct api_conn *c)
     c->ex_head = NULL;
     c->ex_tail = NULL;
     c->n_ex = 0;
-    c->pending_closes = 2;
+    c->pending_closes = 3;
     uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
     uv_close((uv_handle_t *)&c->timer, conn_close_cb);
+    uv_close((uv_handle_t *)&c->flush_check, conn_close_cb);
 }
 
 /* ---- writes ---- */
@@ -342,6 +343,35 @@ void api__conn_flush(struct api_conn *c)
         return;
     }
     conn_flush_now(c);
+}
+
+/* Sends what the protocol has ready, then re-evaluates reading and the deadline. */
+static void conn_send_ready(struct api_conn *c)
+{
+    if (c->proto == API__PROTO_H2) {
+        api__h2_send(c);
+    } else {
+        conn_flush_now(c);
+    }
+    api__conn_update(c);
+}
+
+/* A closing connection's check handle is closed, and so stopped, before this can run. */
+static void flush_check_cb(uv_check_t *h)
+{
+    struct api_conn *c = h->data;
+    uv_check_stop(h);
+    c->flush_armed = false;
+    conn_send_ready(c);
+}
+
+void api__conn_flush_later(struct api_conn *c)
+{
+    if (c->closing || c->in_io || c->flush_armed) {
+        return;
+    }
+    c->flush_armed = true;
+    uv_check_start(&c->flush_check, flush_check_cb);
 }
 
 static void conn_shutdown_cb(uv_shutdown_t *req, int status)
@@ -654,12 +684,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_finish_now(c);
         return;
     }
-    if (c->proto == API__PROTO_H2) {
-        api__h2_send(c);
-    } else {
-        conn_flush_now(c);
-    }
-    api__conn_update(c);
+    conn_send_ready(c);
 }
 
 /* ---- listener ---- */
@@ -703,8 +728,10 @@ static void listener_connection_cb(uv_stream_t *server, int status)
         return;
     }
     (void)uv_timer_init(l->loop, &c->timer);
+    (void)uv_check_init(l->loop, &c->flush_check);
     c->tcp.data = c;
     c->timer.data = c;
+    c->flush_check.data = c;
     c->next = l->conns;
     if (l->conns != NULL) {
         l->conns->prev = c;

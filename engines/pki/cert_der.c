@@ -873,16 +873,9 @@ int pki_cert_der_build(const struct pki_x509_template *t,
     if (rv != CF_OK) {
         return rv;
     }
-    ERR_clear_error();
     EVP_MD_CTX *mctx = NULL;
-    if (is->sign_default != NULL && sa == dflt) {
-        mctx = EVP_MD_CTX_new();
-        if (mctx == NULL || EVP_MD_CTX_copy_ex(mctx, is->sign_default) != 1) {
-            rv = cf_err_from_ossl(errmsg, "copy signing context");
-        }
-    } else {
-        rv = pki_key_sign_ctx_new(is->key, t->signature_bits, t->use_pss, &mctx, errmsg);
-    }
+    rv = pki_key_sign_ctx_get(sa == dflt ? is->sign_default : NULL, is->key, t->signature_bits,
+                              t->use_pss, &mctx, errmsg);
     if (rv == CF_OK) {
         rv = build(t, spki, spki_len, is, sa, mctx, out, serial, errmsg);
     }

@@ -36,8 +36,8 @@ static json_t *load(struct pki_engine *e, const char *key, const char *defaults)
     return out;
 }
 
-/* load() for the issuance path: the decoded value is kept in c and handed out (a new reference,
- * read-only) while the key's FSM version is unchanged. */
+/* load() for the hot paths (issuance, OCSP): the decoded value is kept in c and handed out (a new
+ * reference, read-only) while the key's FSM version is unchanged. */
 static json_t *load_cached(struct pki_engine *e,
                            struct pki_config_cache *c,
                            const char *key,
@@ -95,6 +95,11 @@ static const char crl_defaults[] =
 json_t *pki_config_crl_get(struct pki_engine *e)
 {
     return load(e, PKI_KEY_CONFIG_CRL, crl_defaults);
+}
+
+json_t *pki_config_crl_shared(struct pki_engine *e)
+{
+    return load_cached(e, &e->crl_cache, PKI_KEY_CONFIG_CRL, crl_defaults);
 }
 
 int64_t pki_config_secs(const json_t *cfg, const char *name)

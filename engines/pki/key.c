@@ -574,6 +574,26 @@ err:
     return rv;
 }
 
+int pki_key_sign_ctx_get(const EVP_MD_CTX *prepared,
+                         EVP_PKEY *signer,
+                         int signature_bits,
+                         bool use_pss,
+                         EVP_MD_CTX **out,
+                         char *errmsg)
+{
+    if (prepared == NULL) {
+        return pki_key_sign_ctx_new(signer, signature_bits, use_pss, out, errmsg);
+    }
+    ERR_clear_error();
+    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+    if (mctx == NULL || EVP_MD_CTX_copy_ex(mctx, prepared) != 1) {
+        EVP_MD_CTX_free(mctx);
+        return cf_err_from_ossl(errmsg, "copy signing context");
+    }
+    *out = mctx;
+    return CF_OK;
+}
+
 int pki_key_to_text(const EVP_PKEY *key,
                     enum pki_key_format fmt,
                     bool pem,

@@ -130,6 +130,16 @@ int pki_key_sign_ctx_new(EVP_PKEY *signer,
                          EVP_MD_CTX **out,
                          char *errmsg);
 
+/* pki_key_sign_ctx_new, or a copy of @prepared when it is not NULL: a context that
+ * pki_key_sign_ctx_new made earlier for the same signer and choice (an issuer key's default,
+ * kept with the key), which saves setting one up per signature. Same errors. */
+int pki_key_sign_ctx_get(const EVP_MD_CTX *prepared,
+                         EVP_PKEY *signer,
+                         int signature_bits,
+                         bool use_pss,
+                         EVP_MD_CTX **out,
+                         char *errmsg);
+
 /* Go's x509.SignatureAlgorithm name for what pki_key_sign_ctx_new would pick ("SHA256WithRSA",
  * "SHA384WithRSAPSS", "ECDSAWithSHA256", "PureEd25519", ...), as Vault stores it in an issuer's
  * revocation_signature_algorithm. Same errors as pki_key_sign_ctx_new. */

@@ -159,7 +159,8 @@ int pki_ocsp_response_build(const struct pki_ocsp_req *r,
         rv = cf_err_from_ossl(errmsg, "OCSP nonce");
     }
     if (rv == CF_OK) {
-        rv = pki_key_sign_ctx_new(a->signer, a->signature_bits, false, &ctx, errmsg);
+        rv = pki_key_sign_ctx_get(a->signature_bits == 0 ? a->sign_default : NULL, a->signer,
+                                  a->signature_bits, false, &ctx, errmsg);
     }
     if (rv == CF_OK &&
         OCSP_basic_sign_ctx(bs, a->signer_cert, ctx, NULL, OCSP_NOCERTS | OCSP_RESPID_KEY) != 1) {

@@ -60,6 +60,9 @@ struct pki_ocsp_answer
     X509 *signer_cert;   /* borrowed: the CA; the responder id is its key hash */
     EVP_PKEY *signer;    /* borrowed: its key */
     int signature_bits;  /* RSA digest (0 = 256); RSA always PKCS#1 v1.5 here */
+    /* borrowed, may be NULL: the signer's prepared context for signature_bits 0 (the key's
+     * default), copied per response instead of setting one up */
+    const EVP_MD_CTX *sign_default;
 };
 
 /* Builds a successful OCSPResponse: one SingleResponse with the request's CertID as sent, the

@@ -100,7 +100,7 @@ static bool may_sign(const struct pki_issuer *is)
 
 static void answer(struct pki_engine *e, struct node_request *req, struct ocsp_job *j)
 {
-    json_t *cfg = pki_config_crl_get(e);
+    json_t *cfg = pki_config_crl_shared(e);
     if (cfg == NULL || json_is_true(json_object_get(cfg, "ocsp_disable"))) {
         json_decref(cfg);
         ocsp_error(req, 401, OCSP_RESPONSE_STATUS_UNAUTHORIZED);
@@ -155,6 +155,7 @@ static void answer(struct pki_engine *e, struct node_request *req, struct ocsp_j
         &j->answer.signature_bits, &pss); /* PSS is answered as PKCS#1 v1.5 */
     j->answer.signer_cert = signer->cert;
     j->answer.signer = signer->key->pkey;
+    j->answer.sign_default = signer->key->sign_default;
     node_view_work(e->view, sign_work, sign_after, j);
 }
 

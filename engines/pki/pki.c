@@ -42,6 +42,7 @@ static void pki_destroy(void *state)
     pki_issue_drop_cache(e);
     json_decref(e->urls_cache.j);
     json_decref(e->cluster_cache.j);
+    json_decref(e->crl_cache.j);
     cf_free(e);
 }
 

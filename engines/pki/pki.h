@@ -23,12 +23,13 @@ struct pki_engine
     struct pki_role_ref *roles; /* issue.c's role cache */
     struct pki_crl_sched *crl;  /* crl_build.c's build queue and scheduler */
     struct pki_tidy *tidy;      /* tidy.c's run state and auto-tidy timer */
-    /* config.c's decoded config/urls and config/cluster for issuance, by FSM version. */
+    /* config.c's decoded config/urls and config/cluster for issuance, and config/crl for the
+     * OCSP responder, by FSM version. */
     struct pki_config_cache
     {
         json_t *j;        /* read-only once cached; NULL = not cached */
         uint64_t version; /* 0 = the key was absent (defaults) */
-    } urls_cache, cluster_cache;
+    } urls_cache, cluster_cache, crl_cache;
 };
 
 /* issue.c: issue/sign/sign-verbatim and their issuer/:ref forms; false for other paths. */
@@ -59,6 +60,9 @@ bool pki_config_handle(struct pki_engine *e, struct node_request *req);
 /* The effective config/crl (stored fields over the defaults); a new object, NULL on OOM or
  * unreadable storage. */
 json_t *pki_config_crl_get(struct pki_engine *e);
+/* The same, shared and read-only (a new reference; the caller must not change it), decoded
+ * again only when config/crl's FSM version changes. For the OCSP responder's every request. */
+json_t *pki_config_crl_shared(struct pki_engine *e);
 
 /* A duration field of config/crl ("72h") in seconds; 0 when absent or unreadable. */
 int64_t pki_config_secs(const json_t *cfg, const char *name);

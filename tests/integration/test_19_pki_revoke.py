@@ -347,14 +347,25 @@ def test_ocsp_unknown_issuer_and_bad_requests(node, tmp_path):
             ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     r = requests.get(node.url("pki/ocsp/%%%not-base64!!"), timeout=10)
     assert r.status_code == 400
-    # ocsp_disable: 401 with an "unauthorized" OCSP answer.
+    # ocsp_disable: 401 with an "unauthorized" OCSP answer. The responder keeps config/crl
+    # decoded between requests: each change must still take effect at once.
+    def other_ocsp():
+        return requests.post(node.url("pki-other/ocsp"),
+                             data=der_request(leaf["certificate"], other_ca),
+                             headers={"Content-Type": "application/ocsp-request"}, timeout=10)
+    r = other_ocsp()
+    assert r.status_code == 200
+    assert ocsp.load_der_ocsp_response(r.content).certificate_status == \
+        ocsp.OCSPCertStatus.GOOD
     assert node.req("POST", "pki-other/config/crl", json={"ocsp_disable": True}).ok
-    r = requests.post(node.url("pki-other/ocsp"),
-                      data=der_request(leaf["certificate"], other_ca),
-                      headers={"Content-Type": "application/ocsp-request"}, timeout=10)
+    r = other_ocsp()
     assert r.status_code == 401
     assert ocsp.load_der_ocsp_response(r.content).response_status == \
         ocsp.OCSPResponseStatus.UNAUTHORIZED
+    assert node.req("POST", "pki-other/config/crl", json={"ocsp_disable": False}).ok
+    assert other_ocsp().status_code == 200
+    assert node.req("POST", "pki-other/config/crl", json={"ocsp_disable": True}).ok
+    assert other_ocsp().status_code == 401
 
 
 def test_issuer_revoke_goes_on_parent_crl(node):

@@ -34,7 +34,12 @@ void *cf_memdup(const void *p, size_t n);
 
 /* Test hook: make the Nth allocation from now fail (1 = the next one); 0 disables. */
 void cf_mem_fail_after(unsigned long n);
-/* Number of live allocations made through cf_malloc and friends (for leak checks in tests). */
+/* Test hook: count live allocations from now on (off by default: one counter shared by every
+ * thread costs a contended atomic per allocation on the server's hot paths). The unit tests
+ * turn it on before main (tests/unit/mem_track.c). */
+void cf_mem_track(void);
+/* Number of live allocations made through cf_malloc and friends while tracking is on (for leak
+ * checks in tests). */
 long cf_mem_live(void);
 
 /* Aborts the process after logging; only for the raft FSM apply path (rule E6). */

@@ -80,6 +80,21 @@ static void test_hex_bad_input(void **state)
     assert_int_equal(cf_hex_decode("00\0000", 4, buf, sizeof(buf), &n), CF_EMALFORMED);
 }
 
+/* The leak checks below rely on the count being kept in unit tests (mem_track.c). */
+static void test_mem_live_counts(void **state)
+{
+    (void)state;
+    long live = cf_mem_live();
+    char *a = cf_malloc(8);
+    char *b = cf_strdup("x");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(cf_mem_live(), live + 2);
+    cf_free(a);
+    cf_free(b);
+    assert_int_equal(cf_mem_live(), live);
+}
+
 static void test_base64_rfc4648(void **state)
 {
     (void)state;
@@ -453,13 +468,21 @@ static void test_cloak_fault_injection(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hex_rfc4648),     cmocka_unit_test(test_hex_bad_input),
-        cmocka_unit_test(test_base64_rfc4648),  cmocka_unit_test(test_base64_bad_input),
-        cmocka_unit_test(test_base64_oom),      cmocka_unit_test(test_sha256_fips),
-        cmocka_unit_test(test_hmac_rfc4231),    cmocka_unit_test(test_aead_known_answers),
-        cmocka_unit_test(test_aead_round_trip), cmocka_unit_test(test_aead_short_input),
-        cmocka_unit_test(test_random_and_uuid), cmocka_unit_test(test_ct_equal),
-        cmocka_unit_test(test_cloak),           cmocka_unit_test(test_cloak_fault_injection),
+        cmocka_unit_test(test_hex_rfc4648),
+        cmocka_unit_test(test_hex_bad_input),
+        cmocka_unit_test(test_mem_live_counts),
+        cmocka_unit_test(test_base64_rfc4648),
+        cmocka_unit_test(test_base64_bad_input),
+        cmocka_unit_test(test_base64_oom),
+        cmocka_unit_test(test_sha256_fips),
+        cmocka_unit_test(test_hmac_rfc4231),
+        cmocka_unit_test(test_aead_known_answers),
+        cmocka_unit_test(test_aead_round_trip),
+        cmocka_unit_test(test_aead_short_input),
+        cmocka_unit_test(test_random_and_uuid),
+        cmocka_unit_test(test_ct_equal),
+        cmocka_unit_test(test_cloak),
+        cmocka_unit_test(test_cloak_fault_injection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

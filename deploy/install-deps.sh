@@ -9,6 +9,7 @@ PKGS=(
     # runtime libraries (DESIGN.md "Threads, I/O and dependencies")
     libuv1-dev libraft-dev liblz4-dev libssl-dev libnghttp2-dev node-llhttp
     libmsgpack-dev liburing-dev libjansson-dev libp11-kit-dev libcurl4-openssl-dev libidn2-dev
+    libjemalloc-dev
     # unit tests, sanitizers, fuzzing
     libcmocka-dev libclang-rt-14-dev
     # integration tests and benchmarks

@@ -100,6 +100,12 @@ struct rft_store
 
     struct rft_node *snap_root; /* frozen for the snapshot in progress */
     uint64_t snap_count;
+    /* The snapshot threshold follows the snapshot's size (store.c snapshot_retune) unless the
+     * configuration fixed it: applied entries and their bytes since the last freeze, and the
+     * same for the snapshot in progress. */
+    bool snap_adaptive;
+    uint64_t log_entries, log_bytes;
+    uint64_t snap_log_entries, snap_log_bytes;
     unsigned async_pending; /* io_async_work requests on the worker pool */
     bool close_deferred;    /* rft_store_close waits for raft_busy() to turn false */
 
@@ -123,5 +129,10 @@ void rft__changes_cancel(struct rft_store *s);
 void rft__contacts_update(struct rft_store *s);
 /* store.c: libraft's error code as a cf_err. */
 int rft__err_from_raft(int rv);
+
+/* The snapshot threshold after a snapshot of snap_bytes, when the log_entries applied since the
+ * previous one held log_bytes (store.c snapshot_retune): as many entries as hold snap_bytes at
+ * that average, within [RFT_SNAPSHOT_THRESHOLD, RFT_SNAPSHOT_THRESHOLD_MAX]. */
+unsigned rft__snapshot_threshold_for(uint64_t snap_bytes, uint64_t log_bytes, uint64_t log_entries);
 
 #endif

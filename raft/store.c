@@ -250,6 +250,8 @@ static void apply_batch(struct rft_store *s,
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct rft_store *s = fsm->data;
+    s->log_entries++;
+    s->log_bytes += buf->len;
     group_result_free(s->parked); /* nobody claimed the previous result */
     s->parked = NULL;
     *result = NULL;
@@ -305,6 +307,10 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     }
     s->snap_root = rft_map_freeze(&s->map);
     s->snap_count = s->map.count;
+    s->snap_log_entries = s->log_entries;
+    s->snap_log_bytes = s->log_bytes;
+    s->log_entries = 0;
+    s->log_bytes = 0;
     *bufs = NULL;
     *n_bufs = 0;
     return 0;
@@ -335,10 +341,40 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
     return 0;
 }
 
+/* Every snapshot writes the whole FSM, so a fixed number of entries between snapshots makes
+ * the snapshot work per write grow with the store: with a million stored certificates, most
+ * of the CPU went to snapshots. After each snapshot the threshold becomes the number of
+ * entries (at the recent average size) that hold as many bytes as the snapshot, so snapshot
+ * work stays proportional to what is written, and the log between snapshots holds about one
+ * snapshot's worth of bytes (a restart replays at most that). Never below the default. */
+unsigned rft__snapshot_threshold_for(uint64_t snap_bytes, uint64_t log_bytes, uint64_t log_entries)
+{
+    uint64_t avg = log_entries > 0 ? log_bytes / log_entries : 0;
+    uint64_t want = snap_bytes / (avg > 0 ? avg : 1);
+    if (log_entries == 0 || want < RFT_SNAPSHOT_THRESHOLD) {
+        want = RFT_SNAPSHOT_THRESHOLD;
+    }
+    return want > RFT_SNAPSHOT_THRESHOLD_MAX ? RFT_SNAPSHOT_THRESHOLD_MAX : (unsigned)want;
+}
+
+static void snapshot_retune(struct rft_store *s, uint64_t snap_bytes)
+{
+    if (s->snap_adaptive) {
+        raft_set_snapshot_threshold(
+            &s->raft,
+            rft__snapshot_threshold_for(snap_bytes, s->snap_log_bytes, s->snap_log_entries));
+    }
+}
+
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct rft_store *s = fsm->data;
     if (*bufs != NULL) {
+        uint64_t bytes = 0;
+        for (unsigned i = 0; i < *n_bufs; i++) {
+            bytes += (*bufs)[i].len;
+        }
+        snapshot_retune(s, bytes);
         for (unsigned i = 0; i < *n_bufs; i++) {
             cf_free((*bufs)[i].base);
         }
@@ -752,7 +788,9 @@ int rft_store_new(uv_loop_t *loop,
      * its term while alone, so when it comes back it follows the current leader instead of
      * forcing a new election. */
     raft_set_pre_vote(&s->raft, true);
-    raft_set_snapshot_threshold(&s->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold : 8192);
+    s->snap_adaptive = cfg->snapshot_threshold == 0;
+    raft_set_snapshot_threshold(
+        &s->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold : RFT_SNAPSHOT_THRESHOLD);
     raft_set_snapshot_trailing(&s->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing : 10240);
     uv_check_init(loop, &s->check);
     uv_timer_init(loop, &s->poll);

@@ -32,12 +32,17 @@ struct uv_loop_s;
 struct rft_store;
 struct rft_batch;
 
+#define RFT_SNAPSHOT_THRESHOLD 8192
+#define RFT_SNAPSHOT_THRESHOLD_MAX (1u << 20)
+
 struct rft_store_config
 {
-    const char *dir;               /* data dir (created if missing); borrowed */
-    const char *node_id;           /* this node's id string; borrowed */
-    const char *address;           /* advertised cluster address "host:port"; borrowed */
-    unsigned snapshot_threshold;   /* entries between snapshots; 0 = default 8192 */
+    const char *dir;     /* data dir (created if missing); borrowed */
+    const char *node_id; /* this node's id string; borrowed */
+    const char *address; /* advertised cluster address "host:port"; borrowed */
+    /* entries between snapshots; 0 = RFT_SNAPSHOT_THRESHOLD at first, then as many entries as
+     * hold the last snapshot's bytes (at most RFT_SNAPSHOT_THRESHOLD_MAX) */
+    unsigned snapshot_threshold;
     unsigned snapshot_trailing;    /* entries kept after a snapshot; 0 = default 10240 */
     unsigned election_timeout_ms;  /* 0 = default 1000 */
     unsigned heartbeat_timeout_ms; /* 0 = default 100 */

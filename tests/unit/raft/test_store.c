@@ -33,6 +33,7 @@
 #include "lib/err.h"
 #include "lib/mem.h"
 #include "raft/entry.h"
+#include "raft/internal.h"
 #include "raft/snapfile.h"
 #include "raft/store.h"
 #include "raft/transport_local.h"
@@ -654,6 +655,55 @@ static void test_snapshots(void **state)
     free(before);
 }
 
+/* The threshold follows the snapshot's size: the bytes of the last snapshot over the average
+ * entry of the log since the one before, within [RFT_SNAPSHOT_THRESHOLD,
+ * RFT_SNAPSHOT_THRESHOLD_MAX]. */
+static void test_snapshot_threshold_for(void **state)
+{
+    (void)state;
+    /* 100 MB snapshot, 64-byte entries: 1.6M entries hold it, capped. */
+    assert_int_equal(rft__snapshot_threshold_for(100u << 20, 64 * 1000, 1000),
+                     RFT_SNAPSHOT_THRESHOLD_MAX);
+    /* 8 MB snapshot, 256-byte entries: 32768 entries. */
+    assert_int_equal(rft__snapshot_threshold_for(8u << 20, 256 * 500, 500), 32768);
+    /* A small store keeps the default. */
+    assert_int_equal(rft__snapshot_threshold_for(4096, 1000 * 100, 100), RFT_SNAPSHOT_THRESHOLD);
+    /* No entries since the last snapshot, or entries of 0 bytes on average: the default, and
+     * no division by zero. */
+    assert_int_equal(rft__snapshot_threshold_for(8u << 20, 0, 0), RFT_SNAPSHOT_THRESHOLD);
+    assert_int_equal(rft__snapshot_threshold_for(8u << 20, 3, 10), RFT_SNAPSHOT_THRESHOLD_MAX);
+}
+
+/* A store without a configured threshold retunes it after each snapshot; a configured one
+ * keeps it. */
+static void test_snapshot_retune(void **state)
+{
+    struct fx *f = *state;
+    f->threshold = 0;
+    store_open(f, true);
+    assert_int_equal(f->s->raft.snapshot.threshold, RFT_SNAPSHOT_THRESHOLD);
+    raft_set_snapshot_threshold(&f->s->raft, 8); /* a snapshot soon */
+    for (int i = 0; i < 12; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "r/%02d", i);
+        put(f, key, "v");
+    }
+    run_for(f, 200);
+    assert_true(count_files(f->dir, "snapshot-") >= 1);
+    assert_int_equal(f->s->raft.snapshot.threshold, RFT_SNAPSHOT_THRESHOLD);
+    store_close(f);
+
+    f->threshold = 16;
+    store_open(f, false);
+    for (int i = 0; i < 40; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "f/%02d", i);
+        put(f, key, "v");
+    }
+    run_for(f, 200);
+    assert_int_equal(f->s->raft.snapshot.threshold, 16);
+}
+
 /* Closing while a snapshot is being encoded on the worker pool: the store must not be freed
  * under the worker (nor raft closed under its completion). */
 struct close_later
@@ -1271,6 +1321,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapfile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grouping_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
+        cmocka_unit_test(test_snapshot_threshold_for),
+        cmocka_unit_test_setup_teardown(test_snapshot_retune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_during_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_on_close, setup, teardown),

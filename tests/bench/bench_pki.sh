@@ -27,7 +27,8 @@ done
 TMP=$(mktemp -d /tmp/coffer-pki-bench.XXXXXX)
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    # under set -e a killed server's status (143) would end the trap before rm
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     rm -rf "$TMP"
     return 0
 }

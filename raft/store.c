@@ -349,9 +349,12 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
  * snapshot's worth of bytes (a restart replays at most that). Never below the default. */
 unsigned rft__snapshot_threshold_for(uint64_t snap_bytes, uint64_t log_bytes, uint64_t log_entries)
 {
-    uint64_t avg = log_entries > 0 ? log_bytes / log_entries : 0;
-    uint64_t want = snap_bytes / (avg > 0 ? avg : 1);
-    if (log_entries == 0 || want < RFT_SNAPSHOT_THRESHOLD) {
+    uint64_t want = RFT_SNAPSHOT_THRESHOLD;
+    if (log_entries > 0) {
+        uint64_t avg = log_bytes / log_entries;
+        want = avg > 0 ? snap_bytes / avg : snap_bytes;
+    }
+    if (want < RFT_SNAPSHOT_THRESHOLD) {
         want = RFT_SNAPSHOT_THRESHOLD;
     }
     return want > RFT_SNAPSHOT_THRESHOLD_MAX ? RFT_SNAPSHOT_THRESHOLD_MAX : (unsigned)want;

@@ -116,6 +116,15 @@ struct rft_store
     /* libraft 0.15's io close callback can fire twice (see io_close_once): the real close of
      * the uv backend and the callback raft gave it. */
     void (*uv_close_fn)(struct raft_io *io, raft_io_close_cb cb);
+    /* libraft's uv start and libraft's receive callback, which io_start wraps to read the
+     * leader's commit index off the messages it receives (follower_synced). */
+    int (*uv_start_fn)(struct raft_io *io,
+                       unsigned msecs,
+                       raft_io_tick_cb tick,
+                       raft_io_recv_cb recv);
+    raft_io_recv_cb raft_recv;
+    uint64_t leader_commit; /* the highest commit index a leader of leader_term sent */
+    uint64_t leader_commit_term;
     raft_io_close_cb raft_io_closed;
     bool io_close_fired;
     int handles_open;

@@ -401,6 +401,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         CF_LOG(CF_LOG_ERROR, "%s", s->halt_msg);
         return rv == CF_ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
     }
+    CF_LOG(CF_LOG_INFO, "restored a snapshot of %llu keys", (unsigned long long)s->map.count);
     raft_free(buf->base);
     return 0;
 }
@@ -431,6 +432,37 @@ static void async_work_done(uv_work_t *w, int status)
     cf_free(a);
     s->async_pending--;
     req->cb(req, rv);
+}
+
+/* Every message reaches libraft through here: AppendEntries carry the leader's commit index,
+ * and an InstallSnapshot's last index is committed on the leader that sends it. Messages of
+ * an older term than the highest seen are libraft's to refuse and tell nothing. */
+static void io_recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct rft_store *s = CF_CONTAINER_OF(io, struct rft_store, io);
+    uint64_t term = 0;
+    uint64_t commit = 0;
+    if (msg->type == RAFT_IO_APPEND_ENTRIES) {
+        term = msg->append_entries.term;
+        commit = msg->append_entries.leader_commit;
+    } else if (msg->type == RAFT_IO_INSTALL_SNAPSHOT) {
+        term = msg->install_snapshot.term;
+        commit = msg->install_snapshot.last_index;
+    }
+    if (term > s->leader_commit_term) {
+        s->leader_commit_term = term;
+        s->leader_commit = commit;
+    } else if (term == s->leader_commit_term && commit > s->leader_commit) {
+        s->leader_commit = commit;
+    }
+    s->raft_recv(io, msg);
+}
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    struct rft_store *s = CF_CONTAINER_OF(io, struct rft_store, io);
+    s->raft_recv = recv;
+    return s->uv_start_fn(io, msecs, tick, io_recv);
 }
 
 static int io_async_work(struct raft_io *io,
@@ -667,11 +699,16 @@ static void barrier_cb(struct raft_barrier *req, int status)
 }
 
 /* A follower is synced once it knows a leader and has applied every entry that leader said was
- * committed: from then on its FSM is a (possibly stale) copy of the cluster's. */
+ * committed: from then on its FSM is a (possibly stale) copy of the cluster's. The leader's
+ * commit index comes from its messages (io_recv): the follower's own commit_index is no measure,
+ * since libraft starts it at 1 (or at the snapshot) and caps it at the follower's own log, so a
+ * restarted follower whose leader had compacted the entries it lacked looked synced before the
+ * snapshot that brought it up to date arrived, and came up with its old state. */
 static bool follower_synced(struct rft_store *s)
 {
     return raft_state(&s->raft) == RAFT_FOLLOWER && s->raft.follower_state.current_leader.id != 0 &&
-           s->raft.commit_index > 0 && raft_last_applied(&s->raft) >= s->raft.commit_index;
+           s->leader_commit > 0 && s->leader_commit_term == s->raft.current_term &&
+           raft_last_applied(&s->raft) >= s->leader_commit;
 }
 
 static void poll_cb(uv_timer_t *t)
@@ -767,6 +804,8 @@ int rft_store_new(uv_loop_t *loop,
     raft_uv_set_auto_recovery(&s->io, false);
     s->uv_close_fn = s->io.close;
     s->io.close = io_close_once;
+    s->uv_start_fn = s->io.start;
+    s->io.start = io_start;
     s->io.version = 2;
     s->io.async_work = io_async_work;
     s->fsm.version = 3;

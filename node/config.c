@@ -84,6 +84,28 @@ static int get_duration_ms(struct walk *w, const char *key, const struct cf_hcl 
     return CF_OK;
 }
 
+/* A count from 1 to 2^30, as an integer or a string of digits (Vault reads these raft options
+ * as strings). */
+static int get_count(struct walk *w, const char *key, const struct cf_hcl *v, unsigned *out)
+{
+    long long n = -1;
+    if (v->kind == CF_HCL_NUMBER && v->is_int) {
+        n = v->i;
+    } else if (v->kind == CF_HCL_STRING && v->str[0] >= '0' && v->str[0] <= '9' &&
+               strlen(v->str) <= 10) {
+        char *end = NULL;
+        n = strtoll(v->str, &end, 10);
+        if (*end != '\0') {
+            n = -1;
+        }
+    }
+    if (n < 1 || n > (1LL << 30)) {
+        return fail(w, v, "%s must be a whole number from 1 to %lld", key, 1LL << 30);
+    }
+    *out = (unsigned)n;
+    return CF_OK;
+}
+
 /* The body of a labelled block: `storage "raft" { ... }` is storage -> {raft -> body}. */
 static int block_body(struct walk *w,
                       const char *key,
@@ -156,9 +178,12 @@ static int parse_storage(struct walk *w, const struct cf_hcl *v, struct node_con
             rv = get_string(w, k, e, &cfg->storage_path);
         } else if (strcmp(k, "node_id") == 0) {
             rv = get_string(w, k, e, &cfg->node_id);
-        } else if (strcmp(k, "performance_multiplier") == 0 || strcmp(k, "trailing_logs") == 0 ||
-                   strcmp(k, "snapshot_threshold") == 0 || strcmp(k, "snapshot_interval") == 0 ||
-                   strcmp(k, "max_entry_size") == 0 ||
+        } else if (strcmp(k, "snapshot_threshold") == 0) {
+            rv = get_count(w, k, e, &cfg->snapshot_threshold);
+        } else if (strcmp(k, "trailing_logs") == 0) {
+            rv = get_count(w, k, e, &cfg->trailing_logs);
+        } else if (strcmp(k, "performance_multiplier") == 0 ||
+                   strcmp(k, "snapshot_interval") == 0 || strcmp(k, "max_entry_size") == 0 ||
                    strcmp(k, "autopilot_reconcile_interval") == 0 ||
                    strcmp(k, "autopilot_update_interval") == 0) {
             /* Accepted; Coffer's own defaults apply. */

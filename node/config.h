@@ -46,6 +46,10 @@ struct node_config
     struct node_retry_join_config retry_join[NODE_CONFIG_MAX_RETRY_JOIN];
     size_t n_retry_join;
     bool retry_join_as_non_voter;
+    /* storage "raft" snapshot_threshold and trailing_logs; 0 = the store's defaults (a
+     * threshold that follows the snapshot's size, raft/store.h) */
+    unsigned snapshot_threshold;
+    unsigned trailing_logs;
     struct node_listener_config listeners[NODE_CONFIG_MAX_LISTENERS];
     size_t n_listeners;
     char *api_addr;

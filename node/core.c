@@ -959,6 +959,8 @@ int node_core_new(uv_loop_t *loop,
         .dir = core->storage_path,
         .node_id = core->node_id,
         .address = rbuf[0] ? rbuf : "127.0.0.1:8201",
+        .snapshot_threshold = cfg->snapshot_threshold,
+        .snapshot_trailing = cfg->trailing_logs,
         .transport = cfg->transport,
     };
     int rv = rft_store_new(loop, &scfg, &core->store, errmsg);

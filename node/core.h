@@ -54,6 +54,8 @@ struct node_core_config
     struct node_retry_join retry_join[NODE_MAX_RETRY_JOIN];
     size_t n_retry_join;
     bool retry_join_as_non_voter;
+    unsigned snapshot_threshold; /* 0 = the store's adaptive default (raft/store.h) */
+    unsigned trailing_logs;      /* 0 = the store's default */
 };
 
 int node_core_new(struct uv_loop_s *loop,

@@ -489,6 +489,8 @@ static int run_server(int argc, char **argv)
         .net = s.net,
         .transport = s.transport_inited ? &s.transport : NULL,
         .retry_join_as_non_voter = s.cfg.retry_join_as_non_voter,
+        .snapshot_threshold = s.cfg.snapshot_threshold,
+        .trailing_logs = s.cfg.trailing_logs,
     };
     for (size_t i = 0; i < s.cfg.n_retry_join; i++) {
         ccfg.retry_join[i].leader_api_addr = s.cfg.retry_join[i].leader_api_addr;

@@ -15,19 +15,23 @@ class Cluster:
     """N nodes: node 0 is initialized; the others join it with retry_join and are unsealed
     with the same shares."""
 
-    def __init__(self, tmp_path, n=3, shares=3, threshold=2, hosts=None, netns=None):
-        """hosts/netns: per node address and network namespace (default: loopback)."""
+    def __init__(self, tmp_path, n=3, shares=3, threshold=2, hosts=None, netns=None,
+                 storage_extra=""):
+        """hosts/netns: per node address and network namespace (default: loopback);
+        storage_extra: more lines for every node's storage block."""
         self.nodes = []
         self.keys = None
         self.root = None
         self.threshold = threshold
         hosts = hosts or ["127.0.0.1"] * n
         netns = netns or [None] * n
-        first = Server(tmp_path / "n1", node_id="n1", host=hosts[0], netns=netns[0])
+        first = Server(tmp_path / "n1", node_id="n1", host=hosts[0], netns=netns[0],
+                       storage_extra=storage_extra)
         self.nodes.append(first)
         for i in range(2, n + 1):
             join = f'  retry_join {{\n    leader_api_addr = "{first.addr}"\n  }}\n'
-            self.nodes.append(Server(tmp_path / f"n{i}", node_id=f"n{i}", storage_extra=join,
+            self.nodes.append(Server(tmp_path / f"n{i}", node_id=f"n{i}",
+                                     storage_extra=storage_extra + join,
                                      host=hosts[i - 1], netns=netns[i - 1]))
         self.shares = shares
 

@@ -47,6 +47,8 @@ static void test_full_config(void **state)
         "storage \"raft\" {\n"
         "  path = \"/var/lib/coffer\"\n"
         "  node_id = \"n1\"\n"
+        "  snapshot_threshold = 500\n"
+        "  trailing_logs = \"2000\"\n"
         "}\n"
         "listener \"tcp\" {\n"
         "  address = \"127.0.0.1:8200\"\n"
@@ -67,6 +69,8 @@ static void test_full_config(void **state)
     assert_int_equal(load(text, &cfg, errmsg), CF_OK);
     assert_string_equal(cfg.storage_path, "/var/lib/coffer");
     assert_string_equal(cfg.node_id, "n1");
+    assert_int_equal(cfg.snapshot_threshold, 500);
+    assert_int_equal(cfg.trailing_logs, 2000);
     assert_string_equal(cfg.api_addr, "https://10.0.0.1:8200");
     assert_string_equal(cfg.cluster_addr, "https://10.0.0.1:8201");
     assert_string_equal(cfg.log_level, "debug");
@@ -99,6 +103,18 @@ static const struct bad_case bad_cases[] = {
     {"storage \"raft\" { node_id = \"a\" }\nlistener \"tcp\" { tls_disable = true }\n", 1,
      "needs a path"},
     {"storage \"raft\" {\n path = 5\n}\n", 2, "path must be a string"},
+    {"storage \"raft\" {\n path = \"/x\"\n snapshot_threshold = 0\n}\n", 3,
+     "snapshot_threshold must be a whole number from 1 to 1073741824"},
+    {"storage \"raft\" {\n path = \"/x\"\n snapshot_threshold = -5\n}\n", 3,
+     "snapshot_threshold must be a whole number"},
+    {"storage \"raft\" {\n path = \"/x\"\n snapshot_threshold = \"8k\"\n}\n", 3,
+     "snapshot_threshold must be a whole number"},
+    {"storage \"raft\" {\n path = \"/x\"\n snapshot_threshold = 1.5\n}\n", 3,
+     "snapshot_threshold must be a whole number"},
+    {"storage \"raft\" {\n path = \"/x\"\n trailing_logs = 2000000000\n}\n", 3,
+     "trailing_logs must be a whole number"},
+    {"storage \"raft\" {\n path = \"/x\"\n trailing_logs = true\n}\n", 3,
+     "trailing_logs must be a whole number"},
     {"storage \"raft\" { path = \"/x\" }\nlistener \"tcp\" {\n address = \"nocolon\"\n "
      "tls_disable = true\n}\n",
      3, "must be host:port"},

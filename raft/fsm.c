@@ -315,6 +315,38 @@ int rft_map_put(struct rft_map *m,
     return CF_OK;
 }
 
+/* Height of t, or -1 on a broken invariant; keys must lie in (lo, hi) and priorities be at
+ * most prio; *n counts the nodes. */
+static int check(const struct rft_node *t,
+                 const char *lo,
+                 const char *hi,
+                 uint32_t prio,
+                 uint64_t *n)
+{
+    if (t == NULL) {
+        return 0;
+    }
+    const char *k = t->item->key;
+    if ((lo != NULL && strcmp(k, lo) <= 0) || (hi != NULL && strcmp(k, hi) >= 0) ||
+        t->prio > prio) {
+        return -1;
+    }
+    (*n)++;
+    int l = check(t->l, lo, k, t->prio, n);
+    int r = check(t->r, k, hi, t->prio, n);
+    if (l < 0 || r < 0) {
+        return -1;
+    }
+    return 1 + (l > r ? l : r);
+}
+
+int rft_map_check(const struct rft_map *m)
+{
+    uint64_t n = 0;
+    int h = check(m->root, NULL, NULL, UINT32_MAX, &n);
+    return h >= 0 && n == m->count ? h : -1;
+}
+
 static struct rft_node *del(struct rft_node *t, const char *key)
 {
     t = own(t, NULL);

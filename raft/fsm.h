@@ -39,6 +39,10 @@ int rft_map_put(struct rft_map *m,
                 const uint8_t *val,
                 size_t len,
                 uint64_t version);
+/* Checks the treap's invariants (keys in order, every priority at most its parent's, count);
+ * returns the tree's height, or -1 when an invariant is broken. For tests. */
+int rft_map_check(const struct rft_map *m);
+
 /* Remove; CF_ENOTFOUND when absent. */
 int rft_map_delete(struct rft_map *m, const char *key);
 

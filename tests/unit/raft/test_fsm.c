@@ -177,6 +177,7 @@ static void check_all(const struct rft_node *root, const struct ref *r)
 static void check_map(const struct rft_map *m, const struct ref *r)
 {
     assert_int_equal(m->count, r->n);
+    assert_true(rft_map_check(m) >= 0);
     check_all(m->root, r);
     for (size_t i = 0; i < r->n; i++) {
         const uint8_t *val;
@@ -429,6 +430,47 @@ static void test_random_against_reference(void **state)
     }
     rft_map_close(&m);
     ref_free(&r);
+    assert_int_equal(cf_mem_live(), live);
+}
+
+/* Keys put in order (the worst case of an unbalanced tree), then deleted in order: the treap
+ * keeps its invariants and a logarithmic height throughout (a tree without rebalancing would
+ * be 20,000 deep). */
+static void test_balance(void **state)
+{
+    (void)state;
+    long live = cf_mem_live();
+    struct rft_map m;
+    rft_map_init(&m);
+    const int n = 20000;
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "logical/pki/certs/%08d", i);
+        assert_int_equal(rft_map_put(&m, key, (const uint8_t *)"v", 1, (uint64_t)i), CF_OK);
+        if (i % 1000 == 999) {
+            int h = rft_map_check(&m);
+            assert_true(h > 0 && h < 64);
+        }
+    }
+    /* Replacements keep the shape's invariants too. */
+    for (int i = 0; i < n; i += 7) {
+        char key[32];
+        snprintf(key, sizeof(key), "logical/pki/certs/%08d", i);
+        assert_int_equal(rft_map_put(&m, key, (const uint8_t *)"w", 1, 1), CF_OK);
+    }
+    assert_int_equal(m.count, (uint64_t)n);
+    assert_true(rft_map_check(&m) > 0);
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "logical/pki/certs/%08d", i);
+        assert_int_equal(rft_map_delete(&m, key), CF_OK);
+        if (i % 1000 == 0) {
+            assert_true(rft_map_check(&m) >= 0);
+        }
+    }
+    assert_int_equal(m.count, 0);
+    assert_int_equal(rft_map_check(&m), 0);
+    rft_map_close(&m);
     assert_int_equal(cf_mem_live(), live);
 }
 
@@ -805,6 +847,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_random_against_reference),
+        cmocka_unit_test(test_balance),
         cmocka_unit_test(test_persistence),
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_snapshot_refused),

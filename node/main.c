@@ -41,8 +41,9 @@
 /* jemalloc's settings when the release build links it (CMakeLists.txt COFFER_JEMALLOC; the
  * MALLOC_CONF environment variable still overrides them). Two arenas instead of jemalloc's
  * four per CPU: the threads' caches take nearly every allocation anyway, and with eight arenas
- * the peak RSS of 100,000 stored and revoked certificates was 763 MiB against 371 MiB (glibc:
- * 575 MiB), at the same CPU per request. Unused without jemalloc. */
+ * the peak RSS of 100,000 stored and revoked certificates (tests/bench/bench_crl.sh) was
+ * 763 MiB against 400 MiB with two (glibc: 575 MiB), at the same CPU per request. Unused
+ * without jemalloc. */
 extern const char *malloc_conf;
 const char *malloc_conf = "narenas:2";
 

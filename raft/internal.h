@@ -123,7 +123,7 @@ struct rft_store
                        raft_io_tick_cb tick,
                        raft_io_recv_cb recv);
     raft_io_recv_cb raft_recv;
-    uint64_t leader_commit; /* the highest commit index a leader of leader_term sent */
+    uint64_t leader_commit; /* the highest commit index sent by a leader of leader_commit_term */
     uint64_t leader_commit_term;
     raft_io_close_cb raft_io_closed;
     bool io_close_fired;
